@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of Warren on a fresh Debian machine: installs what is missing (apt), starts a
+# private RabbitMQ for the tests, runs `swift test`, and stops every broker it or the tests started.
+#   Scripts/test.sh [swift test arguments, e.g. --filter MessagingTests]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+
+Scripts/install-deps.sh
+
+# Everything of this run (the shared broker, the tests' own brokers) lives under one folder.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/warren-tests.XXXXXX")
+cleanup() {
+  for dir in "$run_dir"/broker "$run_dir"/warren-test-brokers/*; do
+    [ -f "$dir/broker.env" ] && Scripts/broker.sh stop "$dir" >/dev/null 2>&1 || true
+  done
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT INT TERM
+
+port=5673
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 20000))") 2>/dev/null; do
+  port=$((port + 1))
+done
+Scripts/broker.sh start "$run_dir/broker" --port "$port"
+export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
+# Tests that need a broker of their own (restarts, TLS) create it under $TMPDIR.
+export TMPDIR="$run_dir"
+
+swift build --build-tests
+swift test --skip-build "$@"

@@ -1,0 +1,67 @@
+/// A message delivered to a consumer, with manual acknowledgement.
+///
+/// Acknowledge every delivery exactly once, with ``ack(multiple:)``, ``nack(multiple:requeue:)``
+/// or ``reject(requeue:)``. A delivery that was never acknowledged goes back to its queue when
+/// its channel or connection closes, and reaches a consumer again marked ``redelivered``.
+public struct AMQPDelivery: Sendable {
+    /// The message body.
+    public let body: [UInt8]
+    public let properties: BasicProperties
+    /// The channel-scoped tag that acknowledgements name.
+    public let deliveryTag: UInt64
+    /// `true` when the broker delivered this message before and it was not acknowledged.
+    public let redelivered: Bool
+    public let exchange: String
+    public let routingKey: String
+    public let consumerTag: String
+    /// The channel the delivery arrived on.
+    public let channel: AMQPChannel
+    /// The connection incarnation the tag belongs to; tags die with it.
+    let generation: UInt64
+
+    /// Acknowledges this delivery (and with `multiple`, every earlier one on the channel).
+    ///
+    /// The acknowledgement is queued for the connection's I/O thread and sent in order with
+    /// everything else on the channel; it does not wait for the socket.
+    /// - Throws: ``AMQPError`` `staleDelivery` if the connection was recovered since the
+    ///   delivery arrived (the broker will deliver it again), `channelClosed` if the channel is closed.
+    public func ack(multiple: Bool = false) throws {
+        try channel.acknowledge(.ack(multiple: multiple), deliveryTag: deliveryTag, generation: generation)
+    }
+
+    /// Negatively acknowledges this delivery (and with `multiple`, every earlier one).
+    /// With `requeue: false` the broker dead-letters it when its queue has a dead-letter
+    /// exchange, and drops it otherwise.
+    public func nack(multiple: Bool = false, requeue: Bool = true) throws {
+        try channel.acknowledge(.nack(multiple: multiple, requeue: requeue), deliveryTag: deliveryTag, generation: generation)
+    }
+
+    /// Rejects this delivery: requeued, or dead-lettered (dropped without a dead-letter exchange).
+    public func reject(requeue: Bool = true) throws {
+        try channel.acknowledge(.reject(requeue: requeue), deliveryTag: deliveryTag, generation: generation)
+    }
+}
+
+/// The deliveries of one consumer, in the order the broker sent them.
+///
+/// ```swift
+/// let consumer = try await channel.basicConsume(queue: "orders")
+/// for try await delivery in consumer {
+///     handle(delivery.body)
+///     try delivery.ack()
+/// }
+/// ```
+/// The sequence survives connection recovery (the consumer is resumed with the same tag). It
+/// ends when the consumer is cancelled by ``AMQPChannel/basicCancel(_:)`` or the channel is
+/// closed by this client, and throws ``AMQPError`` when the broker cancels the consumer
+/// (`consumerCancelled`), the broker closes the channel, or the connection is lost for good.
+public struct AMQPConsumer: AsyncSequence, Sendable {
+    public typealias Element = AMQPDelivery
+    /// The consumer tag, to cancel it with.
+    public let tag: String
+    let stream: AsyncThrowingStream<AMQPDelivery, any Error>
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+}
