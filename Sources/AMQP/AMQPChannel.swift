@@ -195,12 +195,12 @@ public final class AMQPChannel: Sendable {
     /// - Parameter consumerTag: empty for a tag chosen by the broker.
     public func basicConsume(queue: String, consumerTag: String = "", noAck: Bool = false, exclusive: Bool = false,
                              arguments: FieldTable = [:]) async throws -> AMQPConsumer {
-        let (stream, continuation) = AsyncThrowingStream<AMQPDelivery, any Error>.makeStream()
+        let buffer = DeliveryBuffer()
         let spec = ConsumerSpec(queue: queue, tag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments)
         let tag = try await perform("basic.consume on '\(queue)'") { loop, ch throws(AMQPError) in
-            try loop.basicConsume(spec, continuation: continuation, on: ch)
+            try loop.basicConsume(spec, buffer: buffer, on: ch)
         }
-        return AMQPConsumer(tag: tag, stream: stream)
+        return AMQPConsumer(tag: tag, buffer: buffer)
     }
 
     /// Cancels a consumer: its sequence ends after the deliveries already received.

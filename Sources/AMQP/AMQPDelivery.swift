@@ -44,6 +44,10 @@ public struct AMQPDelivery: Sendable {
 
 /// The deliveries of one consumer, in the order the broker sent them.
 ///
+/// Iterate it from one task. Cancelling that task while it waits for a delivery, or dropping
+/// the sequence and its iterator, cancels the consumer at the broker, and the deliveries it
+/// buffered go back to the queue.
+///
 /// ```swift
 /// let consumer = try await channel.basicConsume(queue: "orders")
 /// for try await delivery in consumer {
@@ -59,9 +63,31 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Element = AMQPDelivery
     /// The consumer tag, to cancel it with.
     public let tag: String
-    let stream: AsyncThrowingStream<AMQPDelivery, any Error>
+    let lifetime: Lifetime
 
-    public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {
-        stream.makeAsyncIterator()
+    init(tag: String, buffer: DeliveryBuffer) {
+        self.tag = tag
+        self.lifetime = Lifetime(buffer: buffer)
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let lifetime: Lifetime
+
+        /// The next delivery; `nil` when the consumer ended.
+        public mutating func next() async throws -> AMQPDelivery? {
+            try await lifetime.buffer.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(lifetime: lifetime)
+    }
+
+    /// Shared by the sequence and its iterators: when the last of them is gone, no one can see
+    /// another delivery, so the consumer is cancelled and what it buffered goes back to the queue.
+    final class Lifetime: Sendable {
+        let buffer: DeliveryBuffer
+        init(buffer: DeliveryBuffer) { self.buffer = buffer }
+        deinit { buffer.abandon() }
     }
 }

@@ -209,6 +209,61 @@ struct MessagingTests {
         #expect(count == 0)
     }
 
+    @Test func aConsumerNoLongerIteratedGivesItsUnseenDeliveriesBack() async throws {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let queue = try await channel.queueDeclare("", durable: false, exclusive: true).queue
+        for i in 0..<20 { try channel.basicPublish("\(i)", exchange: "", routingKey: queue) }
+        try await channel.basicPublish("20", exchange: "", routingKey: queue).wait()
+        let firstSeen = AsyncStream<Void>.makeStream()
+        let iterating = Task {
+            var seen = 0
+            // The sequence lives only in this task: when the task ends, so does the consumer.
+            for try await d in try await channel.basicConsume(queue: queue) {
+                seen += 1
+                try d.ack()
+                firstSeen.continuation.yield()
+                try await Task.sleep(for: .seconds(60))  // cancelled here
+            }
+            return seen
+        }
+        var it = firstSeen.stream.makeAsyncIterator()
+        _ = await it.next()
+        iterating.cancel()
+        _ = try? await iterating.value
+        // The consumer is cancelled at the broker and its 20 unseen deliveries are back in the queue.
+        try await within(.seconds(10), "20 messages back in the queue") {
+            while try await channel.queueDeclare(queue, passive: true).messageCount != 20 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(try await channel.queueDeclare(queue, passive: true).consumerCount == 0)
+    }
+
+    @Test func cancellingATaskWaitingForADeliveryCancelsTheConsumer() async throws {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare("", durable: false, exclusive: true).queue
+        let consumer = try await channel.basicConsume(queue: queue)
+        #expect(try await channel.queueDeclare(queue, passive: true).consumerCount == 1)
+        let waiting = Task {
+            var n = 0
+            for try await _ in consumer { n += 1 }
+            return n
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        #expect(try await waiting.value == 0)  // the sequence ends
+        try await within(.seconds(10), "the consumer is cancelled at the broker") {
+            while try await channel.queueDeclare(queue, passive: true).consumerCount != 0 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
     @Test func manyChannelsPublishAndConsumeConcurrently() async throws {
         let connection = try await connect("many-channels")
         defer { Task { await connection.close() } }

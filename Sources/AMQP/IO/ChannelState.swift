@@ -18,10 +18,17 @@ struct ConsumerSpec: Sendable {
     var arguments: FieldTable
 }
 
-/// A consumer registered on a channel: its arguments and the sequence its deliveries go to.
-struct ConsumerState {
-    var spec: ConsumerSpec
-    let continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation
+/// A consumer registered on a channel: its arguments and the buffer its deliveries go to.
+final class ConsumerState {
+    let spec: ConsumerSpec
+    let buffer: DeliveryBuffer
+    /// Deliveries read in the current pass over the socket, handed over together at its end.
+    var pending: [AMQPDelivery] = []
+
+    init(spec: ConsumerSpec, buffer: DeliveryBuffer) {
+        self.spec = spec
+        self.buffer = buffer
+    }
 }
 
 /// A delivery or return whose content (header and body frames) is still arriving.
@@ -89,7 +96,7 @@ final class ChannelState {
 
     /// Ends every consumer's sequence, with `error` or normally.
     func finishConsumers(_ error: AMQPError?) {
-        for c in consumers.values { c.continuation.finish(throwing: error) }
+        for c in consumers.values { c.buffer.finish(error) }
         consumers.removeAll()
     }
 }

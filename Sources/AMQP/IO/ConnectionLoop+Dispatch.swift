@@ -107,7 +107,7 @@ extension ConnectionLoop {
             let tag = decoded!.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee.consumer_tag.string
             if let consumer = ch.consumers.removeValue(forKey: tag) {
                 logger.warning("the broker cancelled a consumer", metadata: ["consumer": "\(tag)", "queue": "\(consumer.spec.queue)"])
-                consumer.continuation.finish(throwing: AMQPError(.consumerCancelled,
+                consumer.buffer.finish(AMQPError(.consumerCancelled,
                     "the broker cancelled consumer '\(tag)' on queue '\(consumer.spec.queue)' (the queue was deleted or is unavailable)"))
             }
         case Method.channelClose:
@@ -131,10 +131,11 @@ extension ConnectionLoop {
             let delivery = AMQPDelivery(body: content.body, properties: content.properties, deliveryTag: deliveryTag,
                                         redelivered: redelivered, exchange: exchange, routingKey: routingKey,
                                         consumerTag: consumerTag, channel: ch.handle, generation: generation)
-            if let consumer = ch.consumers[consumerTag], case .enqueued = consumer.continuation.yield(delivery) {
-                return
+            if let consumer = ch.consumers[consumerTag] {
+                if consumer.pending.isEmpty { consumersWithPending.append(consumer) }
+                consumer.pending.append(delivery)
             } else if let conn {
-                // Its consumer was cancelled, or its sequence ended, while the delivery was on the wire: give it back.
+                // Its consumer was cancelled while the delivery was on the wire: give it back.
                 _ = amqp_basic_reject(conn, ch.id, deliveryTag, 1)
             }
         case let .returned(replyCode, replyText, exchange, routingKey):
@@ -145,6 +146,28 @@ extension ConnectionLoop {
             } else {
                 logger.warning("a mandatory message was returned", metadata: ["error": "\(error.message)"])
             }
+        }
+    }
+
+    /// Hands the deliveries of this pass over the socket to their consumers, one handover each.
+    func handOverDeliveries() {
+        guard !consumersWithPending.isEmpty else { return }
+        for consumer in consumersWithPending {
+            let deliveries = consumer.pending
+            consumer.pending.removeAll(keepingCapacity: true)
+            // Deliveries of a connection lost during this pass are dropped: the broker redelivers them.
+            if conn != nil, !consumer.buffer.push(deliveries) {
+                giveBack(deliveries)  // the consumer's task stopped iterating
+            }
+        }
+        consumersWithPending.removeAll(keepingCapacity: true)
+    }
+
+    /// Requeues deliveries no one will see, when their channel still lives.
+    func giveBack(_ deliveries: [AMQPDelivery]) {
+        guard let conn else { return }
+        for d in deliveries where d.generation == generation && channels[d.channel.id] != nil {
+            _ = amqp_basic_reject(conn, d.channel.id, d.deliveryTag, 1)
         }
     }
 

@@ -197,29 +197,28 @@ extension ConnectionLoop {
 
     // MARK: Consumers
 
-    func basicConsume(_ spec: ConsumerSpec, continuation: AsyncThrowingStream<AMQPDelivery, any Error>.Continuation,
-                      on ch: ChannelState) throws(AMQPError) -> String {
+    func basicConsume(_ spec: ConsumerSpec, buffer: DeliveryBuffer, on ch: ChannelState) throws(AMQPError) -> String {
         defer { arena.reset() }
         let ok = amqp_basic_consume(conn, ch.id, arena.bytes(spec.queue), arena.bytes(spec.tag), 0,
                                     spec.noAck ? 1 : 0, spec.exclusive ? 1 : 0, arena.table(spec.arguments))
         do {
             try checkReply("basic.consume on '\(spec.queue)'", on: ch)
         } catch {
-            continuation.finish(throwing: error)
+            buffer.finish(error)
             throw error
         }
         var spec = spec
         spec.tag = ok?.pointee.consumer_tag.string ?? spec.tag
-        ch.consumers[spec.tag] = ConsumerState(spec: spec, continuation: continuation)
+        ch.consumers[spec.tag] = ConsumerState(spec: spec, buffer: buffer)
         // A task that stops iterating (cancelled) ends the sequence: stop the broker sending more.
         let (tag, channel) = (spec.tag, ch.id)
-        continuation.onTermination = { [weak self] reason in
-            guard case .cancelled = reason, let self else { return }
-            self.submit { loop in
+        buffer.setOnAbandon { [weak self] unseen in
+            self?.submit { loop in
                 guard let ch = loop.channels[channel], ch.consumers.removeValue(forKey: tag) != nil, let conn = loop.conn else { return }
                 defer { loop.arena.reset() }
                 _ = amqp_basic_cancel(conn, channel, loop.arena.bytes(tag))
                 try? loop.checkReply("basic.cancel '\(tag)'", on: ch)
+                loop.giveBack(unseen)
             }
         }
         return spec.tag
@@ -229,7 +228,7 @@ extension ConnectionLoop {
         defer { arena.reset() }
         _ = amqp_basic_cancel(conn, ch.id, arena.bytes(tag))
         try checkReply("basic.cancel '\(tag)'", on: ch)
-        ch.consumers.removeValue(forKey: tag)?.continuation.finish()
+        ch.consumers.removeValue(forKey: tag)?.buffer.finish(nil)
     }
 
     // MARK: Recovery

@@ -41,6 +41,8 @@ final class ConnectionLoop: @unchecked Sendable {
     private var sockfd: Int32 = -1
     var channels: [UInt16: ChannelState] = [:]
     var topology = Topology()
+    /// Consumers that received deliveries in the current pass over the socket.
+    var consumersWithPending: [ConsumerState] = []
     let arena = CArena()
     private var lastInbound = ContinuousClock.now
     /// The connection incarnation: raised on every loss, so delivery tags of a dead
@@ -190,13 +192,14 @@ final class ConnectionLoop: @unchecked Sendable {
             if status == AMQP_STATUS_TIMEOUT.rawValue { break }
             if status != AMQP_STATUS_OK.rawValue {
                 connectionLost(libraryError(status, during: "reading from the broker"))
-                return count > 0
+                break
             }
             count += 1
             dispatch(frame)
-            guard let c = self.conn else { return true }
+            guard let c = self.conn else { break }
             amqp_maybe_release_buffers_on_channel(c, frame.channel)
         }
+        handOverDeliveries()
         if count > 0 { lastInbound = .now }
         return count > 0
     }
