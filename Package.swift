@@ -6,10 +6,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "AMQP", targets: ["AMQP"]),
+        .library(name: "WarrenStore", targets: ["WarrenStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // rabbitmq-c (librabbitmq-dev), seen through a module map and a small shim header.
@@ -35,6 +38,24 @@ let package = Package(
         .testTarget(
             name: "AMQPTests",
             dependencies: ["AMQP"]
+        ),
+        // The durable promise store: promises, tasks, timers and the outbox in one SQLite file.
+        // Knows nothing of AMQP.
+        .target(
+            name: "WarrenStore",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
+        .executableTarget(
+            name: "StoreBenchmark",
+            dependencies: ["WarrenStore"]
+        ),
+        .testTarget(
+            name: "WarrenStoreTests",
+            dependencies: [
+                "WarrenStore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,147 @@
+/// A request to create a promise.
+public struct CreatePromise: Sendable, Equatable {
+    public var id: String
+    public var idempotencyKey: String?
+    /// With `strict`, a repeated create deduplicates only while the promise is pending.
+    public var strict: Bool
+    public var param: PromiseValue
+    /// When the promise times out, in epoch milliseconds.
+    public var timeout: Int64
+    public var tags: [String: String]
+    /// The worker group that runs the promise's function, for a promise with a task
+    /// (a workflow or a remote step); `nil` for a plain promise.
+    public var taskGroup: String?
+
+    public init(id: String, idempotencyKey: String? = nil, strict: Bool = false, param: PromiseValue = .empty,
+                timeout: Int64, tags: [String: String] = [:], taskGroup: String? = nil) {
+        self.id = id
+        self.idempotencyKey = idempotencyKey
+        self.strict = strict
+        self.param = param
+        self.timeout = timeout
+        self.tags = tags
+        self.taskGroup = taskGroup
+    }
+}
+
+/// A request to resolve, reject or cancel a promise.
+public struct SettlePromise: Sendable, Equatable {
+    public var id: String
+    public var completion: PromiseRules.Completion
+    public var idempotencyKey: String?
+    public var strict: Bool
+    public var value: PromiseValue
+
+    public init(id: String, completion: PromiseRules.Completion, idempotencyKey: String? = nil, strict: Bool = false,
+                value: PromiseValue = .empty) {
+        self.id = id
+        self.completion = completion
+        self.idempotencyKey = idempotencyKey
+        self.strict = strict
+        self.value = value
+    }
+}
+
+/// A search over promises. Results come in id order, a page at a time.
+public struct PromiseSearch: Sendable, Equatable {
+    /// An id pattern where `*` matches any run of characters (`hitl-*`); `*` matches all.
+    public var id: String
+    /// `nil` for every state.
+    public var states: Set<PromiseState>?
+    /// Every tag given must match exactly.
+    public var tags: [String: String]
+    /// Page size: default 100, at most 1,000.
+    public var limit: Int
+    /// The cursor of the previous page (the last id it returned).
+    public var cursor: String?
+
+    public init(id: String = "*", states: Set<PromiseState>? = nil, tags: [String: String] = [:], limit: Int = 100, cursor: String? = nil) {
+        self.id = id
+        self.states = states
+        self.tags = tags
+        self.limit = limit
+        self.cursor = cursor
+    }
+
+    public static let maximumLimit = 1000
+}
+
+/// A page of search results; `cursor` is set when there may be more.
+public struct PromisePage: Sendable, Equatable {
+    public var promises: [PromiseRecord]
+    public var cursor: String?
+}
+
+/// The result of a create: the promise, and whether it was made now.
+public struct CreateResult: Sendable, Equatable {
+    public var promise: PromiseRecord
+    /// `true` when this call created it (HTTP 201), `false` when it deduplicated (200).
+    public var created: Bool
+    /// The task created with it, if it has a target group.
+    public var task: TaskRecord?
+}
+
+/// The result of a settle: the promise, and what its settling set in motion.
+public struct SettleResult: Sendable, Equatable {
+    public var promise: PromiseRecord
+    /// `true` when this call settled it, `false` when it deduplicated.
+    public var settled: Bool
+    /// Suspended tasks that awaited this promise and must now be handed out again (each with
+    /// its version already raised).
+    public var resumedTasks: [TaskRecord]
+}
+
+/// A task: the work of running one promise's function, handed to workers of its group.
+public struct TaskRecord: Sendable, Equatable {
+    public enum State: Int, Sendable, Codable {
+        /// Waiting to be (or being) delivered to a worker.
+        case pending = 0
+        /// A worker claimed this version and runs it.
+        case acquired = 1
+        /// Waiting for promises; no worker holds it.
+        case suspended = 2
+        /// Its promise is settled; nothing more to do.
+        case completed = 3
+    }
+
+    /// The task's id: the id of its promise.
+    public var id: String
+    public var group: String
+    public var state: State
+    /// Raised on every hand-out; a report for an older version is refused (fencing).
+    public var version: Int64
+    /// The worker holding the current version, when acquired.
+    public var worker: String?
+    public var updatedOn: Int64
+}
+
+/// A timer that came due, with what firing it did.
+public enum FiredTimer: Sendable, Equatable {
+    /// A pending promise reached its timeout: it is now timed out (or, a timer, resolved).
+    case promiseTimeout(SettleResult)
+    /// A task's retry back-off ended: hand it out again (its version raised).
+    case taskRetry(TaskRecord)
+}
+
+/// A message to publish, written in the same transaction as the change that causes it.
+/// The store treats it as opaque bytes with a routing destination.
+public struct OutboxMessage: Sendable, Equatable {
+    /// Assigned by the store, in commit order; delete by it after the publish is confirmed.
+    public var sequence: Int64
+    public var exchange: String
+    public var routingKey: String
+    /// The AMQP `type` (the message kind).
+    public var kind: String
+    public var headers: [String: String]
+    public var body: [UInt8]
+
+    public init(sequence: Int64 = 0, exchange: String, routingKey: String, kind: String,
+                headers: [String: String] = [:], body: [UInt8]) {
+        self.sequence = sequence
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.kind = kind
+        self.headers = headers
+        self.body = body
+    }
+}

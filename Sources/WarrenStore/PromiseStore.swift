@@ -1,0 +1,79 @@
+/// Where the orchestrator keeps durable state: promises, tasks, timers and the outbox.
+///
+/// The orchestrator talks to the store only through this protocol, so that another backend (a
+/// PostgreSQL store for teams that run several orchestrators) can be added without touching it.
+/// ``SQLiteStore`` is the embedded default.
+///
+/// Every change happens inside ``write(_:)``: one transaction, committed when the closure
+/// returns, rolled back when it throws. Outbox messages written there commit with the change
+/// that causes them.
+public protocol PromiseStore: Sendable {
+    /// The limits commands are validated against.
+    var limits: StoreLimits { get }
+
+    /// Runs `body` in one write transaction and commits it.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
+
+    /// Runs `body` on a consistent snapshot, concurrently with writes.
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreReader) throws -> T) async throws -> T
+}
+
+/// What can be read from the store.
+public protocol StoreReader {
+    /// The promise with `id` as it reads at `now` (a pending promise past its timeout reads as
+    /// timed out), or `nil`.
+    func promise(id: String, now: Int64) throws -> PromiseRecord?
+    /// One page of promises matching `search`, in id order.
+    func search(_ search: PromiseSearch, now: Int64) throws -> PromisePage
+    func task(id: String) throws -> TaskRecord?
+    /// The promises a suspended task waits for.
+    func awaitedPromises(taskID: String) throws -> [String]
+    /// Outbox messages in commit order, after `sequence`.
+    func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage]
+}
+
+/// What a write transaction can do.
+///
+/// The contract every backend keeps: a method checks everything that can make it throw a
+/// ``StoreError`` before it writes anything, so a refused command leaves no trace and the
+/// commands after it in the same transaction go on. Any other error (I/O, a full disk) aborts
+/// the whole transaction.
+public protocol StoreTransaction: StoreReader {
+    /// Creates a promise (and its task when `taskGroup` is set), following the specification's
+    /// idempotency rules.
+    func createPromise(_ request: CreatePromise, now: Int64) throws -> CreateResult
+    /// Resolves, rejects or cancels a promise; returns the suspended tasks that awaited it, now
+    /// pending again with a raised version.
+    func settlePromise(_ request: SettlePromise, now: Int64) throws -> SettleResult
+    /// Hands the task out again (a redelivered execute message): raises its version.
+    func redispatchTask(id: String, now: Int64) throws -> TaskRecord
+    /// A worker takes the current version of a task. Refused for another version, or when
+    /// another worker holds it.
+    func claimTask(id: String, version: Int64, worker: String, now: Int64) throws -> TaskRecord
+    /// The worker holding the task waits for `awaiting`. If one of them is settled already, the
+    /// task is handed out again at once (`resumed`), so a resolve that raced the suspend is not lost.
+    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult
+    /// The worker holding the task settles its promise: the task is completed.
+    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult
+    /// The worker holding the task lets it go to be retried at `due` (a retry back-off).
+    func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord
+    /// Fires up to `limit` timers due at `now` and returns what firing them did.
+    func fireTimers(now: Int64, limit: Int) throws -> [FiredTimer]
+    /// When the next timer is due, if any.
+    func nextTimerDue() throws -> Int64?
+    /// Adds a message to the outbox; returns its sequence number.
+    @discardableResult func enqueue(_ message: OutboxMessage) throws -> Int64
+    /// Deletes outbox messages once their publish is confirmed.
+    func deleteOutbox(sequences: [Int64]) throws
+    /// Deletes settled workflows (a root promise and every promise below it, with their tasks)
+    /// whose root settled before `completedBefore`, up to `limit` roots. Returns how many.
+    func deleteSettledWorkflows(completedBefore: Int64, limit: Int) throws -> Int
+}
+
+/// The outcome of ``StoreTransaction/suspendTask(id:version:worker:awaiting:now:)``.
+public enum SuspendResult: Sendable, Equatable {
+    /// The task waits; no worker holds it.
+    case suspended(TaskRecord)
+    /// An awaited promise was already settled: hand the task out again now (version raised).
+    case resumed(TaskRecord)
+}

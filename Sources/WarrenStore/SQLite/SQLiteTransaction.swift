@@ -1,0 +1,374 @@
+import Foundation
+import GRDB
+
+/// The store's operations on one open SQLite transaction (or read snapshot).
+/// Statements are cached per connection, so a batch prepares each SQL text once.
+struct SQLiteTransaction: StoreTransaction {
+    let db: Database
+    let limits: StoreLimits
+
+    // MARK: Reading
+
+    func promise(id: String, now: Int64) throws -> PromiseRecord? {
+        try storedPromise(id: id).map { PromiseRules.effective($0, now: now) }
+    }
+
+    /// The promise as stored, without the lazy timeout.
+    func storedPromise(id: String) throws -> PromiseRecord? {
+        // A cursor's row reads the statement's columns in place, without copying the row first.
+        let st = try db.cachedStatement(sql: "SELECT * FROM promises WHERE id = ?")
+        let cursor = try Row.fetchCursor(st, arguments: [id])
+        return try withExtendedLifetime(cursor) { try cursor.next().map(Self.promise(from:)) }
+    }
+
+    func search(_ s: PromiseSearch, now: Int64) throws -> PromisePage {
+        guard (1...PromiseSearch.maximumLimit).contains(s.limit) else {
+            throw StoreError(.invalidArgument, "the search limit \(s.limit) must be from 1 to \(PromiseSearch.maximumLimit)")
+        }
+        guard !s.id.isEmpty, s.id.utf8.allSatisfy({ $0 == UInt8(ascii: "*") || StoreLimits.isAllowedIDCharacter($0) }) else {
+            throw StoreError(.invalidID, "the id pattern '\(s.id.prefix(64))' may hold id characters and '*' only")
+        }
+        var sql = "SELECT * FROM promises WHERE id GLOB ?"
+        var args: StatementArguments = [s.id]
+        if let cursor = s.cursor { sql += " AND id > ?"; args += [cursor] }
+        if let states = s.states {
+            // A pending promise past its timeout reads as timed out (a timer as resolved).
+            var clauses: [String] = []
+            for state in states {
+                switch state {
+                case .pending: clauses.append("(state = 0 AND timeout > \(now))")
+                case .resolved: clauses.append("state = 1 OR (state = 0 AND timeout <= \(now) AND flags & 1 = 1)")
+                case .rejectedTimedout: clauses.append("state = 4 OR (state = 0 AND timeout <= \(now) AND flags & 1 = 0)")
+                case .rejected, .rejectedCanceled: clauses.append("state = \(state.code)")
+                }
+            }
+            sql += clauses.isEmpty ? " AND 0" : " AND (" + clauses.joined(separator: " OR ") + ")"
+        }
+        for (key, value) in s.tags.sorted(by: { $0.key < $1.key }) {
+            sql += " AND json_extract(tags, ?) = ?"
+            args += ["$.\"" + key.replacingOccurrences(of: "\"", with: "\\\"") + "\"", value]
+        }
+        sql += " ORDER BY id LIMIT ?"
+        args += [s.limit + 1]
+        var rows = try Row.fetchAll(db, sql: sql, arguments: args).map { PromiseRules.effective(Self.promise(from: $0), now: now) }
+        var cursor: String? = nil
+        if rows.count > s.limit {
+            rows.removeLast()
+            cursor = rows.last?.id
+        }
+        return PromisePage(promises: rows, cursor: cursor)
+    }
+
+    func task(id: String) throws -> TaskRecord? {
+        let st = try db.cachedStatement(sql: "SELECT * FROM tasks WHERE id = ?")
+        let cursor = try Row.fetchCursor(st, arguments: [id])
+        return try withExtendedLifetime(cursor) { try cursor.next().map(Self.task(from:)) }
+    }
+
+    func awaitedPromises(taskID: String) throws -> [String] {
+        let st = try db.cachedStatement(sql: "SELECT awaiting FROM tasks WHERE id = ?")
+        return Self.decodeList(try String.fetchOne(st, arguments: [taskID]))
+    }
+
+    func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage] {
+        let st = try db.cachedStatement(sql: "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
+        return try Row.fetchAll(st, arguments: [sequence, limit]).map { row in
+            OutboxMessage(sequence: row["seq"], exchange: row["exchange"], routingKey: row["routing_key"], kind: row["kind"],
+                          headers: Self.decodeMap(row["headers"]), body: [UInt8]((row["body"] as Data?) ?? Data()))
+        }
+    }
+
+    // MARK: Promises
+
+    func createPromise(_ r: CreatePromise, now: Int64) throws -> CreateResult {
+        try limits.validateID(r.id)
+        try limits.validateKey(r.idempotencyKey, "idempotency key")
+        try limits.validatePayload(r.param, "param")
+        try limits.validateTags(r.tags)
+        if let g = r.taskGroup { try limits.validateID(g, "task group") }
+        let existing = try storedPromise(id: r.id).map { PromiseRules.effective($0, now: now) }
+        switch PromiseRules.create(r, existing: existing, now: now) {
+        case .deduplicated(let p):
+            return CreateResult(promise: p, created: false, task: try task(id: p.id))
+        case .alreadyExists(let p):
+            throw StoreError(.alreadyExists, "a promise with id '\(r.id)' exists (\(p.state.rawValue)) and the request's "
+                + "idempotency key does not match its create; use another id, or the same key to deduplicate", promise: p)
+        case .created(let p):
+            try insert(p)
+            if p.timeout < Int64.max {
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 0)")
+                    .execute(arguments: [p.timeout, p.id])
+            }
+            var task: TaskRecord? = nil
+            if let group = r.taskGroup {
+                let t = TaskRecord(id: p.id, group: group, state: .pending, version: 1, worker: nil, updatedOn: now)
+                try db.cachedStatement(sql: "INSERT INTO tasks (id, group_name, state, version, worker, awaiting, updated_on) VALUES (?, ?, ?, ?, NULL, NULL, ?)")
+                    .execute(arguments: [t.id, t.group, t.state.rawValue, t.version, t.updatedOn])
+                task = t
+            }
+            return CreateResult(promise: p, created: true, task: task)
+        }
+    }
+
+    func settlePromise(_ r: SettlePromise, now: Int64) throws -> SettleResult {
+        try limits.validateID(r.id)
+        try limits.validateKey(r.idempotencyKey, "idempotency key")
+        try limits.validatePayload(r.value, "value")
+        guard let stored = try storedPromise(id: r.id) else {
+            throw StoreError(.notFound, "no promise with id '\(r.id)'; create it first (ids are case-sensitive)")
+        }
+        let existing = PromiseRules.effective(stored, now: now)
+        switch PromiseRules.settle(r, existing: existing, now: now) {
+        case .deduplicated(let p):
+            return SettleResult(promise: p, settled: false, resumedTasks: [])
+        case .alreadySettled(let p):
+            throw StoreError(.alreadySettled, "the promise '\(r.id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
+        case .settled(let p):
+            return SettleResult(promise: p, settled: true, resumedTasks: try recordSettlement(p, wasPending: stored, now: now))
+        }
+    }
+
+    /// Writes a settlement and its consequences: the timer goes, the promise's own task is
+    /// completed, and every suspended task that awaited it is handed out again.
+    private func recordSettlement(_ p: PromiseRecord, wasPending stored: PromiseRecord, now: Int64) throws -> [TaskRecord] {
+        try db.cachedStatement(sql: """
+            UPDATE promises SET state = ?, value_headers = ?, value_data = ?, ikey_complete = ?, completed_on = ? WHERE id = ?
+            """).execute(arguments: [p.state.code, Self.encodeMap(p.value.headers), p.value.data, p.idempotencyKeyForComplete, p.completedOn, p.id])
+        if stored.timeout < Int64.max {
+            try db.cachedStatement(sql: "DELETE FROM timers WHERE due = ? AND id = ? AND kind = 0").execute(arguments: [stored.timeout, p.id])
+        }
+        if let own = try task(id: p.id), own.state != .completed {
+            try clearAwaits(taskID: own.id)
+            try db.cachedStatement(sql: "UPDATE tasks SET state = 3, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?")
+                .execute(arguments: [now, own.id])
+        }
+        let waiting = try String.fetchAll(db.cachedStatement(sql: "SELECT task_id FROM awaits WHERE promise_id = ?"), arguments: [p.id])
+        var resumed: [TaskRecord] = []
+        for taskID in waiting {
+            guard let t = try task(id: taskID), t.state == .suspended else { continue }
+            resumed.append(try handOut(t, now: now))
+        }
+        return resumed
+    }
+
+    // MARK: Tasks
+
+    /// Makes the task pending under a new version, forgetting what it awaited.
+    private func handOut(_ t: TaskRecord, now: Int64) throws -> TaskRecord {
+        try clearAwaits(taskID: t.id)
+        var next = t
+        next.state = .pending
+        next.version = t.version + 1
+        next.worker = nil
+        next.updatedOn = now
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 0, version = ?, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?")
+            .execute(arguments: [next.version, now, t.id])
+        return next
+    }
+
+    private func clearAwaits(taskID: String) throws {
+        let delete = try db.cachedStatement(sql: "DELETE FROM awaits WHERE promise_id = ? AND task_id = ?")
+        for promiseID in try awaitedPromises(taskID: taskID) {
+            try delete.execute(arguments: [promiseID, taskID])
+        }
+    }
+
+    private func existingTask(_ id: String) throws -> TaskRecord {
+        try limits.validateID(id, "task id")
+        guard let t = try task(id: id) else { throw StoreError(.notFound, "no task with id '\(id)'") }
+        return t
+    }
+
+    /// The task, if `worker` holds its current `version`.
+    private func heldTask(_ id: String, version: Int64, worker: String) throws -> TaskRecord {
+        let t = try existingTask(id)
+        guard t.version == version else {
+            throw StoreError(.staleTask, "task '\(id)' is at version \(t.version); a report for version \(version) is ignored")
+        }
+        guard t.state == .acquired, t.worker == worker else {
+            throw StoreError(.staleTask, "task '\(id)' version \(version) is not held by worker '\(worker)' (state \(t.state), worker \(t.worker ?? "none"))")
+        }
+        return t
+    }
+
+    func redispatchTask(id: String, now: Int64) throws -> TaskRecord {
+        let t = try existingTask(id)
+        guard t.state == .pending || t.state == .acquired else {
+            throw StoreError(.invalidTaskState, "task '\(id)' is \(t.state); only a pending or acquired task is handed out again")
+        }
+        return try handOut(t, now: now)
+    }
+
+    func claimTask(id: String, version: Int64, worker: String, now: Int64) throws -> TaskRecord {
+        try limits.validateID(worker, "worker id")
+        let t = try existingTask(id)
+        guard t.version == version else {
+            throw StoreError(.staleTask, "task '\(id)' is at version \(t.version); version \(version) cannot be claimed")
+        }
+        switch t.state {
+        case .acquired where t.worker == worker:
+            return t  // the same claim again (a redelivered message)
+        case .pending:
+            var next = t
+            next.state = .acquired
+            next.worker = worker
+            next.updatedOn = now
+            try db.cachedStatement(sql: "UPDATE tasks SET state = 1, worker = ?, updated_on = ? WHERE id = ?").execute(arguments: [worker, now, id])
+            return next
+        default:
+            throw StoreError(.staleTask, "task '\(id)' version \(version) is \(t.state)\(t.worker.map { " by worker '\($0)'" } ?? ""); it cannot be claimed")
+        }
+    }
+
+    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult {
+        let t = try heldTask(id, version: version, worker: worker)
+        guard !awaiting.isEmpty else { throw StoreError(.invalidArgument, "a task suspends on at least one promise") }
+        var unique: [String] = []
+        for promiseID in awaiting where !unique.contains(promiseID) {
+            try limits.validateID(promiseID)
+            guard let p = try promise(id: promiseID, now: now) else {
+                throw StoreError(.notFound, "task '\(id)' awaits promise '\(promiseID)', which does not exist")
+            }
+            // The resolve that came first: an awaited promise already settled resumes the task now.
+            if p.state.isSettled { return .resumed(try handOut(t, now: now)) }
+            unique.append(promiseID)
+        }
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO awaits (promise_id, task_id) VALUES (?, ?)")
+        for promiseID in unique { try insert.execute(arguments: [promiseID, id]) }
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = ?, updated_on = ? WHERE id = ?")
+            .execute(arguments: [Self.encodeList(unique), now, id])
+        var next = t
+        next.state = .suspended
+        next.worker = nil
+        next.updatedOn = now
+        return .suspended(next)
+    }
+
+    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult {
+        _ = try heldTask(id, version: version, worker: worker)
+        guard settle.id == id else {
+            throw StoreError(.invalidArgument, "task '\(id)' completes its own promise, not '\(settle.id)'")
+        }
+        return try settlePromise(settle, now: now)
+    }
+
+    func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord {
+        var t = try heldTask(id, version: version, worker: worker)
+        t.state = .suspended
+        t.worker = nil
+        t.updatedOn = now
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?").execute(arguments: [now, id])
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 1)").execute(arguments: [due, id])
+        return t
+    }
+
+    // MARK: Timers
+
+    func fireTimers(now: Int64, limit: Int) throws -> [FiredTimer] {
+        let due = try Row.fetchAll(db.cachedStatement(sql: "SELECT due, id, kind FROM timers WHERE due <= ? ORDER BY due LIMIT ?"),
+                                   arguments: [now, limit])
+        let delete = try db.cachedStatement(sql: "DELETE FROM timers WHERE due = ? AND id = ? AND kind = ?")
+        var fired: [FiredTimer] = []
+        for row in due {
+            let (at, id, kind): (Int64, String, Int) = (row[0], row[1], row[2])
+            try delete.execute(arguments: [at, id, kind])
+            if kind == 0 {
+                guard let stored = try storedPromise(id: id), stored.state == .pending else { continue }
+                let settled = PromiseRules.effective(stored, now: max(now, stored.timeout))
+                let resumed = try recordSettlement(settled, wasPending: stored, now: now)
+                fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed)))
+            } else if let t = try task(id: id), t.state == .suspended {
+                fired.append(.taskRetry(try handOut(t, now: now)))
+            }
+        }
+        return fired
+    }
+
+    func nextTimerDue() throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT due FROM timers ORDER BY due LIMIT 1"))
+    }
+
+    // MARK: Outbox
+
+    func enqueue(_ m: OutboxMessage) throws -> Int64 {
+        try db.cachedStatement(sql: "INSERT INTO outbox (exchange, routing_key, kind, headers, body) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [m.exchange, m.routingKey, m.kind, Self.encodeMap(m.headers), Data(m.body)])
+        return db.lastInsertedRowID
+    }
+
+    func deleteOutbox(sequences: [Int64]) throws {
+        let st = try db.cachedStatement(sql: "DELETE FROM outbox WHERE seq = ?")
+        for s in sequences { try st.execute(arguments: [s]) }
+    }
+
+    // MARK: Retention
+
+    func deleteSettledWorkflows(completedBefore: Int64, limit: Int) throws -> Int {
+        let roots = try String.fetchAll(db, sql: """
+            SELECT id FROM promises WHERE state != 0 AND completed_on < ? AND instr(id, '.') = 0 LIMIT ?
+            """, arguments: [completedBefore, limit])
+        var deleted = 0
+        for root in roots {
+            // A workflow with a pending promise below its root (a detached child) is not finished.
+            let range: StatementArguments = [root + ".", root + "/"]
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM promises WHERE id > ? AND id < ? AND state = 0 LIMIT 1", arguments: range) == true {
+                continue
+            }
+            for taskID in try String.fetchAll(db, sql: "SELECT id FROM tasks WHERE id = ? OR (id > ? AND id < ?)", arguments: [root] + range) {
+                try clearAwaits(taskID: taskID)
+            }
+            try db.execute(sql: "DELETE FROM tasks WHERE id = ? OR (id > ? AND id < ?)", arguments: [root] + range)
+            try db.execute(sql: "DELETE FROM promises WHERE id = ? OR (id > ? AND id < ?)", arguments: [root] + range)
+            deleted += 1
+        }
+        return deleted
+    }
+
+    // MARK: Rows
+
+    private func insert(_ p: PromiseRecord) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO promises (id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create,
+                                  ikey_complete, created_on, completed_on, tags, flags)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
+                p.id, p.state.code, Self.encodeMap(p.param.headers), p.param.data, Self.encodeMap(p.value.headers), p.value.data,
+                p.timeout, p.idempotencyKeyForCreate, p.idempotencyKeyForComplete, p.createdOn, p.completedOn,
+                Self.encodeMap(p.tags), p.isTimer ? 1 : 0,
+            ])
+    }
+
+    static func promise(from row: Row) -> PromiseRecord {
+        PromiseRecord(
+            id: row["id"], state: PromiseState(code: row["state"]) ?? .pending,
+            param: PromiseValue(headers: decodeMap(row["param_headers"]), data: row["param_data"]),
+            value: PromiseValue(headers: decodeMap(row["value_headers"]), data: row["value_data"]),
+            timeout: row["timeout"], idempotencyKeyForCreate: row["ikey_create"], idempotencyKeyForComplete: row["ikey_complete"],
+            createdOn: row["created_on"], completedOn: row["completed_on"], tags: decodeMap(row["tags"]))
+    }
+
+    static func task(from row: Row) -> TaskRecord {
+        TaskRecord(id: row["id"], group: row["group_name"], state: TaskRecord.State(rawValue: row["state"]) ?? .pending,
+                   version: row["version"], worker: row["worker"], updatedOn: row["updated_on"])
+    }
+
+    static func encodeMap(_ map: [String: String]) -> String? {
+        guard !map.isEmpty, let data = try? JSONSerialization.data(withJSONObject: map, options: [.sortedKeys]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decodeMap(_ text: String?) -> [String: String] {
+        guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String] else { return [:] }
+        return object
+    }
+
+    static func encodeList(_ list: [String]) -> String? {
+        guard let data = try? JSONSerialization.data(withJSONObject: list) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decodeList(_ text: String?) -> [String] {
+        guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else { return [] }
+        return object
+    }
+}

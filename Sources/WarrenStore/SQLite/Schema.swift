@@ -1,0 +1,64 @@
+import GRDB
+
+/// The database schema, as versioned migrations. A migration is never edited once released:
+/// changes come as new migrations, so an older database is migrated on open.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            // Promises. WITHOUT ROWID: the id is the key, stored once. Empty headers and tags are
+            // NULL; `flags` bit 0 marks a timer promise. The root of a promise is the id up to its
+            // first dot, so a workflow's promises are one key range.
+            try db.execute(sql: """
+                CREATE TABLE promises (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    state INTEGER NOT NULL,
+                    param_headers TEXT, param_data TEXT,
+                    value_headers TEXT, value_data TEXT,
+                    timeout INTEGER NOT NULL,
+                    ikey_create TEXT, ikey_complete TEXT,
+                    created_on INTEGER NOT NULL, completed_on INTEGER,
+                    tags TEXT,
+                    flags INTEGER NOT NULL DEFAULT 0
+                ) WITHOUT ROWID;
+                CREATE INDEX promises_by_state ON promises(state, id);
+
+                -- One task per promise that a worker group runs. `awaiting` is the JSON list of
+                -- promise ids a suspended task waits for; `awaits` indexes it the other way.
+                CREATE TABLE tasks (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    group_name TEXT NOT NULL,
+                    state INTEGER NOT NULL,
+                    version INTEGER NOT NULL,
+                    worker TEXT,
+                    awaiting TEXT,
+                    updated_on INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE awaits (
+                    promise_id TEXT NOT NULL,
+                    task_id TEXT NOT NULL,
+                    PRIMARY KEY (promise_id, task_id)
+                ) WITHOUT ROWID;
+
+                -- Timers by due time: kind 0 is a promise timeout, kind 1 a task retry.
+                CREATE TABLE timers (
+                    due INTEGER NOT NULL,
+                    id TEXT NOT NULL,
+                    kind INTEGER NOT NULL,
+                    PRIMARY KEY (due, id, kind)
+                ) WITHOUT ROWID;
+
+                -- Messages to publish, in commit order; deleted after their confirm.
+                CREATE TABLE outbox (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    exchange TEXT NOT NULL,
+                    routing_key TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    headers TEXT,
+                    body BLOB NOT NULL
+                );
+                """)
+        }
+        return m
+    }
+}

@@ -1,0 +1,41 @@
+/// Why a store command failed, with a stable code and a message that says what to do.
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        public var description: String { raw }
+
+        /// A promise id, tag, header or key is empty, too long or has a character not allowed.
+        public static let invalidID = Code(raw: "invalidID")
+        /// Another argument is invalid (a timeout in the past, a negative limit...).
+        public static let invalidArgument = Code(raw: "invalidArgument")
+        /// A payload (param or value) is larger than the configured limit.
+        public static let payloadTooLarge = Code(raw: "payloadTooLarge")
+        /// No promise (or task) with that id.
+        public static let notFound = Code(raw: "notFound")
+        /// Create: a promise with that id exists and the idempotency key does not deduplicate.
+        public static let alreadyExists = Code(raw: "alreadyExists")
+        /// Resolve, reject or cancel: the promise is settled and the key does not deduplicate.
+        public static let alreadySettled = Code(raw: "alreadySettled")
+        /// A task report for a version that is no longer current, or from another worker.
+        public static let staleTask = Code(raw: "staleTask")
+        /// The task is not in a state that allows the operation.
+        public static let invalidTaskState = Code(raw: "invalidTaskState")
+        /// The database file was written by a newer Warren, or cannot be opened.
+        public static let incompatibleDatabase = Code(raw: "incompatibleDatabase")
+        /// SQLite failed (disk full, I/O error...).
+        public static let databaseError = Code(raw: "databaseError")
+    }
+
+    public var code: Code
+    public var message: String
+    /// For `alreadyExists` and `alreadySettled`: the promise as it is.
+    public var promise: PromiseRecord?
+
+    public init(_ code: Code, _ message: String, promise: PromiseRecord? = nil) {
+        self.code = code
+        self.message = message
+        self.promise = promise
+    }
+
+    public var description: String { "StoreError.\(code): \(message)" }
+}

@@ -1,0 +1,75 @@
+/// Limits on what the store accepts, checked before anything is written.
+public struct StoreLimits: Sendable, Equatable {
+    /// The longest promise id, in bytes.
+    public var maximumIDLength = 255
+    /// The largest param or value (data plus headers), in bytes.
+    public var maximumPayloadBytes = 1 << 20
+    /// The most tags on one promise, and the longest tag key or value.
+    public var maximumTags = 64
+    public var maximumTagLength = 255
+    /// The longest idempotency key.
+    public var maximumKeyLength = 255
+
+    public init() {}
+
+    public static let `default` = StoreLimits()
+
+    /// Ids use letters, digits and `-_.:/@+=~`; a `.` separates a child from its parent.
+    static func isAllowedIDCharacter(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "-_.:/@+=~".utf8.contains(c)
+        }
+    }
+
+    func validateID(_ id: String, _ what: String = "promise id") throws(StoreError) {
+        if id.isEmpty { throw StoreError(.invalidID, "the \(what) is empty") }
+        if id.utf8.count > maximumIDLength {
+            throw StoreError(.invalidID, "the \(what) is \(id.utf8.count) bytes long; the limit is \(maximumIDLength)")
+        }
+        if let bad = id.utf8.first(where: { !Self.isAllowedIDCharacter($0) }) {
+            throw StoreError(.invalidID, "the \(what) '\(id.prefix(64))' has the character \(describe(bad)); "
+                + "ids use letters, digits and -_.:/@+=~")
+        }
+        if id.hasPrefix(".") || id.hasSuffix(".") || id.contains("..") {
+            throw StoreError(.invalidID, "the \(what) '\(id.prefix(64))' has an empty segment between dots")
+        }
+    }
+
+    func validateKey(_ key: String?, _ what: String) throws(StoreError) {
+        guard let key else { return }
+        if key.isEmpty { throw StoreError(.invalidID, "the \(what) is empty; omit it instead") }
+        if key.utf8.count > maximumKeyLength {
+            throw StoreError(.invalidID, "the \(what) is \(key.utf8.count) bytes long; the limit is \(maximumKeyLength)")
+        }
+    }
+
+    func validatePayload(_ value: PromiseValue, _ what: String) throws(StoreError) {
+        if value.byteCount > maximumPayloadBytes {
+            throw StoreError(.payloadTooLarge, "the \(what) is \(value.byteCount) bytes; the limit is \(maximumPayloadBytes) "
+                + "(store large data elsewhere and pass a reference)")
+        }
+    }
+
+    func validateTags(_ tags: [String: String]) throws(StoreError) {
+        if tags.count > maximumTags {
+            throw StoreError(.invalidArgument, "a promise has \(tags.count) tags; the limit is \(maximumTags)")
+        }
+        for (k, v) in tags {
+            if k.isEmpty { throw StoreError(.invalidID, "a tag key is empty") }
+            if k.utf8.count > maximumTagLength || v.utf8.count > maximumTagLength {
+                throw StoreError(.invalidID, "the tag '\(k.prefix(64))' is longer than \(maximumTagLength) bytes")
+            }
+        }
+    }
+
+    private func describe(_ c: UInt8) -> String {
+        (0x21...0x7E).contains(c) ? "'\(Character(Unicode.Scalar(c)))'" : String(format: "0x%02X", c)
+    }
+}
+
+#if canImport(Foundation)
+import Foundation
+#endif
