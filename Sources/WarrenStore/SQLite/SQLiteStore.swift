@@ -25,12 +25,11 @@ public final class SQLiteStore: PromiseStore {
         self.limits = limits
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
-        config.prepareDatabase { db in
-            // GRDB opens WAL databases with synchronous=NORMAL; Warren wants every commit on disk.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // GRDB sets synchronous=NORMAL on the WAL writer after every configuration hook;
+            // Warren wants every commit on disk before it acks, so it is set on the writer here.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
             throw StoreError(.incompatibleDatabase, "cannot open the database '\(path)': \(error)")
         }

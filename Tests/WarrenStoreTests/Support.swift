@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+@testable import WarrenStore
+
+/// A store in a new file of its own, removed when the test ends.
+struct TempStore {
+    let path: String
+    let store: SQLiteStore
+
+    init(limits: StoreLimits = .default) throws {
+        let dir = NSTemporaryDirectory() + "warren-store-tests"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        path = dir + "/\(UUID().uuidString).db"
+        store = try SQLiteStore(path: path, limits: limits)
+    }
+
+    func remove() {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+}
+
+/// A fixed clock for tests: milliseconds.
+let t0: Int64 = 1_800_000_000_000
+let hour: Int64 = 3_600_000
+
+extension SQLiteStore {
+    func create(_ id: String, key: String? = nil, strict: Bool = false, timeout: Int64 = t0 + hour,
+                tags: [String: String] = [:], group: String? = nil, now: Int64 = t0) throws -> CreateResult {
+        try writeSync { tx in
+            try tx.createPromise(CreatePromise(id: id, idempotencyKey: key, strict: strict, timeout: timeout, tags: tags, taskGroup: group), now: now)
+        }
+    }
+
+    func settle(_ id: String, _ completion: PromiseRules.Completion = .resolve, key: String? = nil, strict: Bool = false,
+                data: String? = nil, now: Int64 = t0 + 1) throws -> SettleResult {
+        try writeSync { tx in
+            try tx.settlePromise(SettlePromise(id: id, completion: completion, idempotencyKey: key, strict: strict,
+                                               value: PromiseValue(data: data)), now: now)
+        }
+    }
+
+    func get(_ id: String, now: Int64 = t0 + 2) throws -> PromiseRecord? {
+        try writeSync { tx in try tx.promise(id: id, now: now) }
+    }
+}
+
+/// Expects `body` to throw a StoreError with `code`; returns it.
+@discardableResult
+func expectStoreError(_ code: StoreError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> StoreError? {
+    do {
+        try body()
+        Issue.record("expected StoreError.\(code), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let e as StoreError {
+        #expect(e.code == code, "\(e)", sourceLocation: sourceLocation)
+        return e
+    } catch {
+        Issue.record("expected StoreError.\(code), got \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}
