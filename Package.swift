@@ -54,6 +54,7 @@ let package = Package(
             name: "WarrenStoreTests",
             dependencies: [
                 "WarrenStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

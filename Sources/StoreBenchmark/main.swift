@@ -15,7 +15,17 @@ func fileSize(_ path: String) -> Int {
 
 func crashWriter(path: String) throws {
     let store = try SQLiteStore(path: path)
-    var batch = try store.writeSync { tx in try tx.search(PromiseSearch(id: "b*", limit: 1000), now: 0).promises.count } / 100
+    // Go on after the batches an earlier (killed) writer committed.
+    var batch = try store.writeSync { tx in
+        var count = 0
+        var cursor: String? = nil
+        repeat {
+            let page = try tx.search(PromiseSearch(id: "b*", limit: PromiseSearch.maximumLimit, cursor: cursor), now: 0)
+            count += page.promises.count
+            cursor = page.cursor
+        } while cursor != nil
+        return count / 100
+    }
     while true {
         let b = batch
         let t = now()
