@@ -105,7 +105,11 @@ stop)
 kill)
   load_env
   pid=$(cat "$RABBITMQ_PID_FILE" 2>/dev/null || true)
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  if [ -n "$pid" ]; then
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  echo "broker.sh: killed the broker in $dir"
   ;;
 status)
   load_env

@@ -43,9 +43,10 @@ struct BrokerRestartTests {
         await broker.destroy()
     }
 
-    /// A publisher and a consumer run while the broker stops and starts again; both go on by
-    /// themselves, and every message is counted.
-    @Test func publisherAndConsumerRecoverFromABrokerRestart() async throws {
+    /// A publisher and a consumer run while the broker stops (politely, or killed with SIGKILL)
+    /// and starts again; both go on by themselves, and every message is counted.
+    @Test(arguments: [false, true])
+    func publisherAndConsumerRecoverFromABrokerRestart(killed: Bool) async throws {
         let broker = try await PrivateBroker.start()
         do {
             var config = try AMQPConfiguration(url: broker.url)
@@ -95,7 +96,11 @@ struct BrokerRestartTests {
             try await within(.seconds(30), "first messages") {
                 while received.withLock({ $0.count }) < 300 { try await Task.sleep(for: .milliseconds(10)) }
             }
-            try await broker.stop()
+            if killed {
+                try await broker.script(["kill", broker.dir])  // no connection.close: the sockets just die
+            } else {
+                try await broker.stop()
+            }
             try await broker.restart()
             let republished = try await within(.seconds(90), "publisher finishing") { try await published.value }
             try await within(.seconds(90), "consumer finishing") { try await consumed.value }
