@@ -11,6 +11,8 @@ import Logging
 /// declared, reopens its channels and resumes their consumers; calls made meanwhile wait for
 /// the new connection, while work already sent (an unconfirmed publish) fails with
 /// `connectionLost` so that the caller decides whether to send it again.
+///
+/// Close a connection with ``close()`` when done: its I/O thread and socket live until then.
 public final class AMQPConnection: Sendable {
     /// Where the connection is in its life.
     public enum State: Sendable, Equatable {
