@@ -11,7 +11,10 @@ struct BrokerRestartTests {
         do {
             var config = try AMQPConfiguration(url: broker.url)
             config.recovery = .disabled
+            config.connectionName = "persistence-test-publisher"
             let connection = try await AMQPConnection.connect(config)
+            // The name reaches the broker, for operators reading `rabbitmqctl list_connections`.
+            #expect(try await broker.ctl(["list_connections", "client_properties"]).contains("persistence-test-publisher"))
             let channel = try await connection.openChannel()
             try await channel.confirmSelect()
             try await channel.queueDeclare("durable-q", durable: true)

@@ -178,6 +178,48 @@ struct MessagingTests {
         try await channel.exchangeDelete(exchange)
     }
 
+    @Test func aNackedPublishIsAnErrorAndOthersAreConfirmed() async throws {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        // A queue that holds one message and refuses more: the broker nacks the overflow.
+        let queue = uniqueName("bounded")
+        try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": 1, "x-overflow": "reject-publish"])
+        let first = try channel.basicPublish("kept", exchange: "", routingKey: queue, properties: .init(deliveryMode: .persistent))
+        try await first.wait()
+        let second = try channel.basicPublish("refused", exchange: "", routingKey: queue, properties: .init(deliveryMode: .persistent))
+        await expectAMQPError(.nacked) { try await second.wait() }
+        // The channel goes on: consume the kept one, then a publish is confirmed again.
+        let consumer = try await channel.basicConsume(queue: queue)
+        let d = try await consumer.next()
+        #expect(String(decoding: d.body, as: UTF8.self) == "kept")
+        try d.ack()
+        try await channel.basicCancel(consumer.tag)
+        try await channel.basicPublish("again", exchange: "", routingKey: queue).wait()
+        try await channel.queueDelete(queue)
+    }
+
+    @Test func quorumQueuesWork() async throws {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let queue = uniqueName("quorum")
+        try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "quorum"])
+        for i in 0..<100 { try channel.basicPublish("\(i)", exchange: "", routingKey: queue, properties: .init(deliveryMode: .persistent)) }
+        try await channel.basicPublish("100", exchange: "", routingKey: queue, properties: .init(deliveryMode: .persistent)).wait()
+        try await channel.basicQos(prefetchCount: 10)
+        var received: [String] = []
+        for try await d in try await channel.basicConsume(queue: queue) {
+            received.append(String(decoding: d.body, as: UTF8.self))
+            try d.ack()
+            if received.count == 101 { break }
+        }
+        #expect(received == (0...100).map { "\($0)" })
+        try await channel.queueDelete(queue)
+    }
+
     @Test func brokerSideConsumerCancellationEndsTheSequenceWithAnError() async throws {
         let connection = try await connect()
         defer { Task { await connection.close() } }
