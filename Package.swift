@@ -7,12 +7,15 @@ let package = Package(
     products: [
         .library(name: "AMQP", targets: ["AMQP"]),
         .library(name: "WarrenStore", targets: ["WarrenStore"]),
+        .executable(name: "warren", targets: ["warren"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // rabbitmq-c (librabbitmq-dev), seen through a module map and a small shim header.
@@ -44,6 +47,29 @@ let package = Package(
         .target(
             name: "WarrenStore",
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // The orchestrator: joins the AMQP layer and the store; consumes commands in batches,
+        // applies each batch in one transaction, publishes through the outbox.
+        .target(
+            name: "WarrenOrchestrator",
+            dependencies: [
+                "AMQP", "WarrenStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The `warren` command: `warren serve` runs the orchestrator.
+        .executableTarget(
+            name: "warren",
+            dependencies: [
+                "WarrenOrchestrator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "WarrenOrchestratorTests",
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

@@ -77,6 +77,13 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         public mutating func next() async throws -> AMQPDelivery? {
             try await lifetime.buffer.next()
         }
+
+        /// Waits for the next delivery, then takes, without waiting, up to `max` in all of those
+        /// already received: a batch to process together (and acknowledge with one `multiple`
+        /// ack). Empty when the consumer ended.
+        public mutating func next(upTo max: Int) async throws -> [AMQPDelivery] {
+            try await lifetime.buffer.nextBatch(max: max)
+        }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {

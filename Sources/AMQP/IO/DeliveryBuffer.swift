@@ -92,6 +92,18 @@ final class DeliveryBuffer: Sendable {
         }
     }
 
+    /// The next delivery and, without waiting, up to `max - 1` more already buffered.
+    func nextBatch(max: Int) async throws -> [AMQPDelivery] {
+        guard let first = try await next() else { return [] }
+        var batch = [first]
+        if max > 1 {
+            state.withLock { s in
+                while batch.count < max, let d = s.buffer.popFirst() { batch.append(d) }
+            }
+        }
+        return batch
+    }
+
     /// The iterating task was cancelled, or the sequence dropped: end its wait, refuse further deliveries, and let the
     /// connection cancel the consumer and give back the deliveries the task never saw.
     func abandon() {

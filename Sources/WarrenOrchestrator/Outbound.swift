@@ -1,0 +1,70 @@
+import AMQP
+import Foundation
+import WarrenStore
+
+/// The messages the orchestrator sends, as outbox rows. AMQP properties other than headers travel
+/// in the row's headers under `amqp.` keys; the relay turns them back into properties.
+enum Outbound {
+    static let correlationIDKey = "amqp.correlation_id"
+    static let messageIDKey = "amqp.message_id"
+    static let contentTypeKey = "amqp.content_type"
+    static let errorHeader = "x-warren-error"
+
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    /// `promise.settled` on `settled.<id>`: the promise record, exactly as the HTTP API returns it.
+    static func settledEvent(_ p: PromiseRecord, config: OrchestratorConfiguration) -> OutboxMessage {
+        OutboxMessage(exchange: config.exchange, routingKey: "settled." + p.id, kind: "promise.settled",
+                      body: Array((try? encoder.encode(p)) ?? Data()))
+    }
+
+    /// `task.execute` on `execute.<group>`: run (or replay) this task version.
+    static func execute(_ task: TaskRecord, promise: PromiseRecord, config: OrchestratorConfiguration) -> OutboxMessage {
+        struct Body: Encodable { var task: TaskBody; var promise: PromiseRecord }
+        struct TaskBody: Encodable { var id: String; var version: Int64; var group: String }
+        let body = Body(task: TaskBody(id: task.id, version: task.version, group: task.group), promise: promise)
+        return OutboxMessage(exchange: config.exchange, routingKey: "execute." + task.group, kind: "task.execute",
+                             body: Array((try? encoder.encode(body)) ?? Data()))
+    }
+
+    /// The answer to a command that named `reply_to`: the promise, or an error.
+    static func reply(to replyTo: String, correlationID: String?, promise: PromiseRecord?, created: Bool? = nil,
+                      error: (code: String, message: String)? = nil) -> OutboxMessage {
+        struct Body: Encodable {
+            var promise: PromiseRecord?
+            var created: Bool?
+            var error: ErrorBody?
+        }
+        struct ErrorBody: Encodable { var code: String; var message: String }
+        let body = Body(promise: promise, created: created, error: error.map { ErrorBody(code: $0.code, message: $0.message) })
+        var headers: [String: String] = [:]
+        if let correlationID { headers[correlationIDKey] = correlationID }
+        return OutboxMessage(exchange: "", routingKey: replyTo, kind: error == nil ? "reply" : "error", headers: headers,
+                             body: Array((try? encoder.encode(body)) ?? Data()))
+    }
+
+    /// The original message with the reason it could not be applied, for `<prefix>.dead`.
+    static func deadLetter(_ d: AMQPDelivery, reason: String, config: OrchestratorConfiguration) -> OutboxMessage {
+        var headers: [String: String] = [errorHeader: reason]
+        for (k, v) in d.properties.headers ?? [:] { if let s = v.stringValue, k != errorHeader { headers[k] = s } }
+        if let id = d.properties.messageID { headers[messageIDKey] = id }
+        if let c = d.properties.correlationID { headers[correlationIDKey] = c }
+        if let t = d.properties.contentType { headers[contentTypeKey] = t }
+        return OutboxMessage(exchange: config.deadLetterExchange, routingKey: d.routingKey,
+                             kind: d.properties.type ?? d.routingKey, headers: headers, body: d.body)
+    }
+
+    /// The AMQP properties of an outbox row.
+    static func properties(of m: OutboxMessage) -> BasicProperties {
+        var headers: FieldTable = [:]
+        for (k, v) in m.headers where !k.hasPrefix("amqp.") { headers[k] = .string(v) }
+        return BasicProperties(
+            contentType: m.headers[contentTypeKey] ?? "application/json", headers: headers.isEmpty ? nil : headers,
+            deliveryMode: .persistent, correlationID: m.headers[correlationIDKey],
+            messageID: m.headers[messageIDKey] ?? "warren-\(m.sequence)", type: m.kind)
+    }
+}

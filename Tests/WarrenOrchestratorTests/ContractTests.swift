@@ -1,0 +1,79 @@
+import Testing
+import WarrenStore
+@testable import WarrenOrchestrator
+
+/// The message contract's decoding, without a broker.
+@Suite("Message contract")
+struct ContractTests {
+    let now: Int64 = 1_800_000_000_000
+
+    func decode(_ kind: String, _ body: String, type: String? = nil) throws(ContractError) -> InboundMessage {
+        try InboundMessage.decode(routingKey: kind, type: type, body: Array(body.utf8), now: now,
+                                  defaultTimeout: 86_400_000, maximumBodyBytes: 1000)
+    }
+
+    @Test(arguments: [("500ms", 500), ("90s", 90_000), ("15m", 900_000), ("24h", 86_400_000), ("7d", 604_800_000)] as [(String, Int64)])
+    func durations(text: String, millis: Int64) throws {
+        guard case .createPromise(let r) = try decode("promise.create", #"{"id": "p", "timeout": "\#(text)"}"#) else {
+            Issue.record("not a create"); return
+        }
+        #expect(r.timeout == now + millis)
+    }
+
+    @Test func anyJSONValueIsStoredAsItsJSONText() throws {
+        guard case .settlePromise(let r) = try decode("promise.resolve", #"{"id": "p", "value": {"ok": true, "n": 3}, "headers": {"h": "v"}, "idempotencyKey": "k", "strict": true}"#) else {
+            Issue.record("not a settle"); return
+        }
+        #expect(r.completion == .resolve && r.idempotencyKey == "k" && r.strict)
+        #expect(r.value == PromiseValue(headers: ["h": "v"], data: #"{"n":3,"ok":true}"#))
+        guard case .settlePromise(let plain) = try decode("promise.resolve", #"{"id": "p", "value": "approved"}"#) else { return }
+        #expect(plain.value.data == #""approved""#)
+        guard case .settlePromise(let none) = try decode("promise.reject", #"{"id": "p"}"#) else { return }
+        #expect(none.value.data == nil && none.completion == .reject)
+    }
+
+    @Test func epochMillisecondsAndTheDefaultTimeout() throws {
+        guard case .createPromise(let r) = try decode("promise.create", #"{"id": "p", "timeout": 4102444800000}"#),
+              case .createPromise(let d) = try decode("promise.create", #"{"id": "q"}"#) else { Issue.record("not creates"); return }
+        #expect(r.timeout == 4_102_444_800_000)
+        #expect(d.timeout == now + 86_400_000)
+    }
+
+    @Test func aWorkflowStartIsARootPromiseWithATask() throws {
+        guard case .startWorkflow(let r, let function) = try decode("workflow.start", #"{"id": "hitl-001", "function": "foo-workflow", "args": ["hitl-001"], "group": "workers"}"#) else {
+            Issue.record("not a start"); return
+        }
+        #expect(function == "foo-workflow")
+        #expect(r.taskGroup == "workers" && r.idempotencyKey == "hitl-001")
+        #expect(r.param.data == #"{"args":["hitl-001"],"function":"foo-workflow"}"#)
+        #expect(r.tags["warren:function"] == "foo-workflow")
+    }
+
+    @Test(arguments: [
+        ("promise.create", "[1, 2]", "JSON object"),
+        ("promise.create", "{", "not valid JSON"),
+        ("promise.create", #"{"id": 7}"#, "'id' must be a string"),
+        ("promise.create", #"{"id": "p", "timeout": -5}"#, "positive"),
+        ("promise.create", #"{"id": "p", "timeout": "5 minutes"}"#, "duration"),
+        ("promise.create", #"{"id": "p", "tags": {"a": 1}}"#, "tag 'a'"),
+        ("promise.resolve", #"{"id": "p", "headers": {"h": 1}}"#, "header 'h'"),
+        ("promise.create", #"{"id": "p", "strict": "yes"}"#, "true or false"),
+        ("workflow.start", #"{"id": "w", "group": "g"}"#, "'function' is missing"),
+        ("workflow.start", #"{"id": "w", "function": "f", "group": "g", "args": "x"}"#, "array"),
+        ("task.unknown", #"{"id": "p"}"#, "unknown kind"),
+    ])
+    func badMessagesSayWhatIsWrong(kind: String, body: String, mentions: String) {
+        do {
+            _ = try decode(kind, body)
+            Issue.record("decoded")
+        } catch {
+            #expect(error.reason.contains(mentions), "\(error.reason)")
+        }
+    }
+
+    @Test func theTypePropertyMustAgreeAndTheSizeIsLimited() {
+        #expect(throws: ContractError.self) { try decode("promise.create", #"{"id": "p"}"#, type: "promise.resolve") }
+        #expect((try? decode("promise.create", #"{"id": "p"}"#, type: "promise.create")) != nil)
+        #expect(throws: ContractError.self) { try decode("promise.create", #"{"id": "p", "param": ""# + String(repeating: "x", count: 1000) + #""}"#) }
+    }
+}
