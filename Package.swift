@@ -67,6 +67,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Promises/s and resolve-to-event latency through `warren serve` (Scripts/bench-orchestrator.sh).
+        .executableTarget(
+            name: "OrchestratorBenchmark",
+            dependencies: ["AMQP"]
+        ),
         .testTarget(
             name: "WarrenOrchestratorTests",
             dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore"]
