@@ -1,5 +1,6 @@
 import AMQP
 import Logging
+import Synchronization
 import WarrenStore
 
 /// Publishes the outbox with pipelined confirms, deleting each row only after its confirm.
@@ -107,4 +108,3 @@ final class OutboxRelay: Sendable {
     }
 }
 
-import Synchronization

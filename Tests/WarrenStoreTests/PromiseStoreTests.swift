@@ -119,6 +119,7 @@ struct PromiseStoreTests {
         expectStoreError(.invalidID) { _ = try s.create("ok", key: "") }
         expectStoreError(.invalidID) { _ = try s.create("ok", key: String(repeating: "k", count: 256)) }
         expectStoreError(.invalidID) { _ = try s.create("ok", tags: ["": "x"]) }
+        expectStoreError(.invalidID) { _ = try s.create("ok", tags: ["k": String(repeating: "v", count: 256)]) }
         expectStoreError(.invalidArgument) { _ = try s.create("ok", tags: Dictionary(uniqueKeysWithValues: (0..<65).map { ("t\($0)", "v") })) }
         let big = expectStoreError(.payloadTooLarge) {
             _ = try s.writeSync { tx in
