@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "AMQP", targets: ["AMQP"]),
         .library(name: "WarrenStore", targets: ["WarrenStore"]),
+        .library(name: "Warren", targets: ["Warren"]),
         .executable(name: "warren", targets: ["warren"]),
     ],
     dependencies: [
@@ -67,6 +68,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The worker SDK and client: workflows as async functions, durable steps and promises.
+        .target(
+            name: "Warren",
+            dependencies: [
+                "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A worker with the human-in-the-loop workflow, for the process-level tests.
+        .executableTarget(
+            name: "WarrenTestWorker",
+            dependencies: [
+                "Warren",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/WarrenTestWorker"
+        ),
         // Promises/s and resolve-to-event latency through `warren serve` (Scripts/bench-orchestrator.sh).
         .executableTarget(
             name: "OrchestratorBenchmark",
@@ -74,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

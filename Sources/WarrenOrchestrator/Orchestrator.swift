@@ -170,13 +170,32 @@ public final class Orchestrator: Service {
                 if let replyTo = incoming.replyTo {
                     try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: result.promise, created: false))
                 }
+            case let .claimTask(id, version, worker, redelivered):
+                // A redelivered execute may have reached another worker first: take a new version,
+                // so that whatever the other one reports for the old version is ignored.
+                let current = redelivered ? try tx.redispatchTask(id: id, now: now).version : version
+                let task = try tx.claimTask(id: id, version: current, worker: worker, now: now)
+                guard let promise = try tx.promise(id: id, now: now) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+                if let replyTo = incoming.replyTo {
+                    try tx.enqueue(Outbound.claimed(task, promise: promise, children: try settledChildren(of: id, tx: tx, now: now),
+                                                    replyTo: replyTo, correlationID: incoming.correlationID))
+                }
+            case let .suspendTask(id, version, worker, awaiting):
+                if case .resumed(let task) = try tx.suspendTask(id: id, version: version, worker: worker, awaiting: awaiting, now: now),
+                   let promise = try tx.promise(id: id, now: now) {
+                    try tx.enqueue(Outbound.execute(task, promise: promise, config: config))
+                }
+            case let .completeTask(id, version, worker, settle):
+                let result = try tx.completeTask(id: id, version: version, worker: worker, settle: settle, now: now)
+                if result.settled { try settled(result, tx: tx, config: config) }
             }
         } catch let e as StoreError {
             if let replyTo = incoming.replyTo {
                 try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: e.promise,
                                               error: (e.code.description, e.message)))
-            } else if e.code == .alreadyExists || e.code == .alreadySettled {
-                // The first outcome won; a duplicate or late command is not an error of the message.
+            } else if e.code == .alreadyExists || e.code == .alreadySettled || e.code == .staleTask || e.code == .invalidTaskState {
+                // The first outcome won, or a worker reported for a version that no longer counts
+                // (a zombie, the loser of a race): not an error of the message.
                 logger.debug("command refused", metadata: ["error": "\(e.message)"])
             } else {
                 let reason = e.code == .notFound ? "unknown promise: \(e.message)" : e.message
@@ -192,6 +211,18 @@ public final class Orchestrator: Service {
             guard let p = try tx.promise(id: task.id, now: result.promise.completedOn ?? 0) else { continue }
             try tx.enqueue(Outbound.execute(task, promise: p, config: config))
         }
+    }
+
+    /// The settled promises below a root, which a worker replays without asking.
+    static func settledChildren(of root: String, tx: any StoreTransaction, now: Int64) throws -> [PromiseRecord] {
+        var children: [PromiseRecord] = []
+        var cursor: String? = nil
+        repeat {
+            let page = try tx.search(PromiseSearch(id: root + ".*", limit: PromiseSearch.maximumLimit, cursor: cursor), now: now)
+            children += page.promises.filter { $0.state.isSettled }
+            cursor = page.cursor
+        } while cursor != nil
+        return children
     }
 
     /// Fires due timers, a batch at a time, until cancelled.

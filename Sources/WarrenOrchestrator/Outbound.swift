@@ -31,6 +31,21 @@ enum Outbound {
                              body: Array((try? encoder.encode(body)) ?? Data()))
     }
 
+    /// The answer to `task.claim`: the task's version to report with, its promise, and the
+    /// settled promises below it for replay.
+    static func claimed(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord], replyTo: String,
+                        correlationID: String?) -> OutboxMessage {
+        struct Body: Encodable {
+            var task: TaskBody; var promise: PromiseRecord; var children: [PromiseRecord]
+        }
+        struct TaskBody: Encodable { var id: String; var version: Int64; var group: String }
+        let body = Body(task: TaskBody(id: task.id, version: task.version, group: task.group), promise: promise, children: children)
+        var headers: [String: String] = [:]
+        if let correlationID { headers[correlationIDKey] = correlationID }
+        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
+                             body: Array((try? encoder.encode(body)) ?? Data()))
+    }
+
     /// The answer to a command that named `reply_to`: the promise, or an error.
     static func reply(to replyTo: String, correlationID: String?, promise: PromiseRecord?, created: Bool? = nil,
                       error: (code: String, message: String)? = nil) -> OutboxMessage {

@@ -102,14 +102,17 @@ final class OrchestratorProcess: @unchecked Sendable {
     }
 
     func kill(_ signal: Int32) async -> Int32 {
+        guard pid > 0 else { return -1 }  // not running: kill(0, …) would signal the whole process group
         Glibc.kill(pid, signal)
-        return await waitForExit(pid)
+        let status = await waitForExit(pid)
+        pid = 0
+        return status
     }
 
     var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     func remove() {
-        if pid > 0 { Glibc.kill(pid, SIGKILL) }
+        if pid > 0 { Glibc.kill(pid, SIGKILL); pid = 0 }
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
         try? FileManager.default.removeItem(atPath: log)
     }

@@ -14,9 +14,17 @@ enum InboundMessage: Equatable {
     /// `workflow.start`: a root promise with a task for `group`, whose param holds the function
     /// and its arguments.
     case startWorkflow(CreatePromise, function: String)
+    /// `task.claim`: a worker takes the version of a task its execute message named (after a
+    /// redelivered execute, a new version first).
+    case claimTask(id: String, version: Int64, worker: String, redelivered: Bool)
+    /// `task.suspend`: the worker waits for these promises and lets the task go.
+    case suspendTask(id: String, version: Int64, worker: String, awaiting: [String])
+    /// `task.complete`: the worker settles the task's promise with the function's outcome.
+    case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise)
 
     /// The kinds the orchestrator consumes, by routing key.
-    static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "workflow.start"]
+    static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "workflow.start",
+                        "task.claim", "task.suspend", "task.complete"]
 
     /// Decodes a message body; `now` and `defaultTimeout` (milliseconds) turn durations into
     /// epoch milliseconds.
@@ -60,6 +68,27 @@ enum InboundMessage: Equatable {
             return .startWorkflow(CreatePromise(
                 id: id, idempotencyKey: id, param: PromiseValue(data: param.jsonText),
                 timeout: try timeout(fields, now: now, default: defaultTimeout), tags: tags, taskGroup: group), function: function)
+        case "task.claim":
+            return .claimTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
+                              redelivered: try bool(fields, "redelivered"))
+        case "task.suspend":
+            guard case .array(let items)? = fields["awaiting"], !items.isEmpty else {
+                throw ContractError(reason: "'awaiting' must be a non-empty array of promise ids")
+            }
+            var awaiting: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { throw ContractError(reason: "'awaiting' must hold promise ids (strings)") }
+                awaiting.append(s)
+            }
+            return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting)
+        case "task.complete":
+            let state = try string(fields, "state") ?? "resolved"
+            guard state == "resolved" || state == "rejected" else {
+                throw ContractError(reason: "'state' must be \"resolved\" or \"rejected\"")
+            }
+            return .completeTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
+                                 settle: SettlePromise(id: id, completion: state == "resolved" ? .resolve : .reject,
+                                                       idempotencyKey: "complete:\(id)", value: try value(fields, "value")))
         default:
             let completion: PromiseRules.Completion = routingKey == "promise.resolve" ? .resolve : routingKey == "promise.reject" ? .reject : .cancel
             return .settlePromise(SettlePromise(
@@ -76,6 +105,11 @@ enum InboundMessage: Equatable {
         case .string(let s)?: return s
         default: throw ContractError(reason: "the field '\(key)' must be a string")
         }
+    }
+
+    private static func version(_ f: [String: JSONValue]) throws(ContractError) -> Int64 {
+        guard case .int(let v)? = f["version"], v > 0 else { throw ContractError(reason: "the field 'version' must be a positive integer") }
+        return v
     }
 
     private static func bool(_ f: [String: JSONValue], _ key: String) throws(ContractError) -> Bool {

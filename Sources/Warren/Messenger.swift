@@ -1,0 +1,137 @@
+import AMQP
+import Foundation
+import Logging
+import Synchronization
+
+/// Warren's side of the message contract: publishes commands with confirms, waits for replies
+/// by correlation id and for `settled.<id>` events, all on one connection and one reply queue
+/// named by the client (so that it survives connection recovery).
+final class Messenger: Sendable {
+    let connection: AMQPConnection
+    let channel: AMQPChannel
+    let prefix: String
+    let replyQueue: String
+    private let logger: Logger
+    private let pendingReplies = Mutex<[String: CheckedContinuation<AMQPDelivery, any Error>]>([:])
+    private enum Watch {
+        case waiting([CheckedContinuation<PromiseSnapshot, any Error>])
+        case arrived(PromiseSnapshot)
+    }
+    /// Promises whose settled event someone watches: the event may come before they wait.
+    private let watches = Mutex<[String: Watch]>([:])
+    private let listener = Mutex<Task<Void, Never>?>(nil)
+
+    private init(connection: AMQPConnection, channel: AMQPChannel, prefix: String, replyQueue: String, logger: Logger) {
+        self.connection = connection
+        self.channel = channel
+        self.prefix = prefix
+        self.replyQueue = replyQueue
+        self.logger = logger
+    }
+
+    static func connect(url: String, name: String, prefix: String, logger: Logger) async throws -> Messenger {
+        let connection = try await AMQPConnection.connect(url: url, name: name, logger: logger)
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
+        let replyQueue = "\(prefix).reply.\(UUID().uuidString.lowercased())"
+        try await channel.queueDeclare(replyQueue, durable: false, exclusive: true, autoDelete: true)
+        let messenger = Messenger(connection: connection, channel: channel, prefix: prefix, replyQueue: replyQueue, logger: logger)
+        let consumer = try await (try await connection.openChannel()).basicConsume(queue: replyQueue, noAck: true)
+        // The listener lives as long as the messenger: it is cancelled by close().
+        messenger.listener.withLock { $0 = Task { await messenger.listen(consumer) } }
+        return messenger
+    }
+
+    private func listen(_ consumer: AMQPConsumer) async {
+        do {
+            for try await d in consumer {
+                if d.routingKey.hasPrefix("settled.") {
+                    guard let record = try? JSONDecoder().decode(PromiseSnapshot.self, from: Data(d.body)) else { continue }
+                    let waiters: [CheckedContinuation<PromiseSnapshot, any Error>] = watches.withLock { w in
+                        guard case .waiting(let waiters)? = w[record.id] else { return [] }
+                        if waiters.isEmpty { w[record.id] = .arrived(record); return [] }
+                        w.removeValue(forKey: record.id)
+                        return waiters
+                    }
+                    for w in waiters { w.resume(returning: record) }
+                } else if let id = d.properties.correlationID, let waiter = pendingReplies.withLock({ $0.removeValue(forKey: id) }) {
+                    waiter.resume(returning: d)
+                }
+            }
+        } catch {
+            logger.warning("the reply consumer ended", metadata: ["error": "\(error)"])
+        }
+        let error = WarrenError(.refused, "the connection to the broker closed")
+        for w in pendingReplies.withLock({ p in defer { p.removeAll() }; return Array(p.values) }) { w.resume(throwing: error) }
+        let watching = watches.withLock { w in defer { w.removeAll() }; return Array(w.values) }
+        for case .waiting(let waiters) in watching { waiters.forEach { $0.resume(throwing: error) } }
+    }
+
+    /// Publishes a command to the orchestrator; the confirmation says the broker has it.
+    @discardableResult
+    func publish(_ kind: String, _ body: String, replyTo: String? = nil, correlationID: String? = nil) throws -> PublishConfirmation {
+        try channel.basicPublish(body, exchange: prefix, routingKey: kind, properties: BasicProperties(
+            contentType: "application/json", deliveryMode: .persistent, correlationID: correlationID, replyTo: replyTo,
+            messageID: UUID().uuidString, type: kind))
+    }
+
+    /// Publishes a command and waits for the orchestrator's reply.
+    func request(_ kind: String, _ body: String) async throws -> AMQPDelivery {
+        let correlationID = UUID().uuidString
+        return try await withCheckedThrowingContinuation { c in
+            pendingReplies.withLock { $0[correlationID] = c }
+            do {
+                try publish(kind, body, replyTo: replyQueue, correlationID: correlationID)
+            } catch {
+                if let w = pendingReplies.withLock({ $0.removeValue(forKey: correlationID) }) { w.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// A command answered with a promise, or the orchestrator's refusal as an error.
+    func promiseRequest(_ kind: String, _ body: String) async throws -> (promise: PromiseSnapshot, created: Bool) {
+        let reply = try JSONDecoder().decode(Wire.Reply.self, from: Data(try await request(kind, body).body))
+        if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
+        guard let promise = reply.promise else { throw WarrenError(.refused, "\(kind): the reply holds no promise") }
+        return (promise, reply.created ?? false)
+    }
+
+    /// Starts listening for the settled event of `id`; call `wait` on the result after sending
+    /// what may settle it, so that the event cannot be missed.
+    func watchSettled(_ id: String) async throws -> SettledWatch {
+        watches.withLock { if $0[id] == nil { $0[id] = .waiting([]) } }
+        try await channel.queueBind(replyQueue, exchange: prefix, routingKey: "settled." + id)
+        return SettledWatch(id: id, messenger: self)
+    }
+
+    struct SettledWatch: Sendable {
+        let id: String
+        let messenger: Messenger
+
+        func wait() async throws -> PromiseSnapshot {
+            let record = try await withCheckedThrowingContinuation { (c: CheckedContinuation<PromiseSnapshot, any Error>) in
+                let arrived: PromiseSnapshot? = messenger.watches.withLock { w in
+                    switch w[id] {
+                    case .arrived(let r)?: w.removeValue(forKey: id); return r
+                    case .waiting(let ws)?: w[id] = .waiting(ws + [c]); return nil
+                    case nil: w[id] = .waiting([c]); return nil
+                    }
+                }
+                if let arrived { c.resume(returning: arrived) }
+            }
+            try? await messenger.channel.queueUnbind(messenger.replyQueue, exchange: messenger.prefix, routingKey: "settled." + id)
+            return record
+        }
+
+        func cancel() async {
+            _ = messenger.watches.withLock { $0.removeValue(forKey: id) }
+            try? await messenger.channel.queueUnbind(messenger.replyQueue, exchange: messenger.prefix, routingKey: "settled." + id)
+        }
+    }
+
+    func close() async {
+        listener.withLock { $0?.cancel() }
+        await connection.close()
+    }
+}

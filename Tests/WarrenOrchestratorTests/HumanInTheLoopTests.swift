@@ -1,0 +1,91 @@
+import AMQP
+import Foundation
+import Testing
+import Warren
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The seed article's flow, end to end, with real processes: `warren serve`, a worker process
+/// running `foo-workflow`, a client calling `rpc`, and a human's approval published with
+/// `amqp-publish`, as an existing non-Swift system would.
+@Suite("Human in the loop", .serialized)
+struct HumanInTheLoopTests {
+    final class WorkerProcess: @unchecked Sendable {
+        let log: String
+        var pid: pid_t = 0
+        init(prefix: String, n: Int) {
+            log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(prefix)-worker\(n).log"
+        }
+        func start(url: String, prefix: String) throws {
+            pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log)
+        }
+        var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        /// Waits for a line starting with `prefix` and returns it.
+        func line(startingWith prefix: String, within limit: Duration = .seconds(30)) async throws -> String {
+            let deadline = ContinuousClock.now + limit
+            while ContinuousClock.now < deadline {
+                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw TestFailure("no line '\(prefix)…' from the worker within \(limit); its log:\n\(text)")
+        }
+        func kill(_ signal: Int32) async {
+            guard pid > 0 else { return }  // never started: kill(0, …) would signal the whole process group
+            Glibc.kill(pid, signal)
+            _ = await waitForExit(pid)
+            pid = 0
+        }
+        func remove() { if pid > 0 { Glibc.kill(pid, SIGKILL) }; try? FileManager.default.removeItem(atPath: log) }
+    }
+
+    func approve(_ promiseID: String, url: String, prefix: String) async throws {
+        let r = try await run("/usr/bin/amqp-publish", ["--url=\(url)", "-e", prefix, "-r", "promise.resolve", "-p",
+                                                        "-C", "application/json", "-b", #"{"id": "\#(promiseID)", "value": "approved"}"#])
+        if r.status != 0 { throw TestFailure("amqp-publish failed: \(r.output)") }
+    }
+
+    @Test(arguments: [false, true])
+    func theWorkflowWaitsForTheHumanAndCompletes(killWorkerWhileWaiting: Bool) async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+        defer { orchestrator.remove(); first.remove(); second.remove() }
+        try await orchestrator.start()
+        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            let result = Task { try await client.rpc("hitl-001", "foo-workflow", "hitl-001", target: "workers", as: String.self) }
+            // sendEmail prints the approval link with the promise id.
+            let link = try await first.line(startingWith: "approve: ")
+            let promiseID = String(link.split(separator: "=").last!)
+            #expect(promiseID == "hitl-001.1")
+            if killWorkerWhileWaiting {
+                // The workflow waits holding no delivery: kill its worker, approve, start another.
+                await first.kill(SIGKILL)
+                try await approve(promiseID, url: orchestrator.url, prefix: orchestrator.prefix)
+                try second.start(url: orchestrator.url, prefix: orchestrator.prefix)
+                _ = try await second.line(startingWith: "unblocked: approved")
+                // It resumed after the await: sendEmail, before it, did not run again.
+                #expect(!second.text.contains("approve: "), "the step before the wait ran again:\n\(second.text)")
+            } else {
+                try await approve(promiseID, url: orchestrator.url, prefix: orchestrator.prefix)
+            }
+            let message = try await within(.seconds(30), "the workflow's result") { try await result.value }
+            #expect(message == "foo workflow hitl-001 complete")
+            // Starting the same workflow again returns its result without running it again.
+            let again = try await client.rpc("hitl-001", "foo-workflow", "hitl-001", target: "workers", as: String.self)
+            #expect(again == message)
+            #expect((first.text + second.text).components(separatedBy: "approve: ").count - 1 == 1)
+            print("human in the loop (worker killed while waiting: \(killWorkerWhileWaiting)): \(message)")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await first.kill(SIGTERM)
+        await second.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+}

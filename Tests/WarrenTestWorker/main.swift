@@ -1,0 +1,34 @@
+// A worker process for the tests: the seed article's human-in-the-loop workflow.
+//   WarrenTestWorker URL PREFIX
+// Prints "approve: <promise id>" when `sendEmail` runs, and "unblocked: <decision>" after the wait.
+import Foundation
+import Logging
+import ServiceLifecycle
+import Warren
+
+let args = CommandLine.arguments
+guard args.count == 3 else {
+    FileHandle.standardError.write(Data("usage: WarrenTestWorker URL PREFIX\n".utf8))
+    exit(64)
+}
+
+@Sendable func sendEmail(_ ctx: Context, _ promiseID: String) async throws -> String {
+    // Written straight to the file descriptor: the test reads it while the process runs.
+    FileHandle.standardOutput.write(Data("approve: http://localhost:5001/unblock-workflow?promise_id=\(promiseID)\n".utf8))
+    return "email sent for \(promiseID)"
+}
+
+nonisolated func main() async throws {
+    let warren = try await Warren(url: args[1], group: "workers", prefix: args[2])
+    warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
+        let approval = try await ctx.promise(tags: ["human": "true"])
+        _ = try await ctx.run(sendEmail, approval.id, name: "sendEmail")
+        let decision: String = try await approval.value()
+        FileHandle.standardOutput.write(Data("unblocked: \(decision)\n".utf8))
+        return "foo workflow \(workflowID) complete"
+    }
+    let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
+    try await group.run()
+}
+
+try await main()
