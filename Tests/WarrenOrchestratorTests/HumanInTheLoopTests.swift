@@ -88,4 +88,22 @@ struct HumanInTheLoopTests {
         await second.kill(SIGTERM)
         _ = await orchestrator.kill(SIGTERM)
     }
+
+    @Test func aDurableSleepSuspendsAndResumes() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        let started = ContinuousClock.now
+        let result = try await within(.seconds(30), "the sleepy workflow") {
+            try await client.rpc("nap-1", "sleepy-workflow", 300, target: "workers", as: String.self)
+        }
+        #expect(result == "slept 300 ms after computing 600")
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        await client.close()
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
 }

@@ -27,6 +27,11 @@ nonisolated func main() async throws {
         FileHandle.standardOutput.write(Data("unblocked: \(decision)\n".utf8))
         return "foo workflow \(workflowID) complete"
     }
+    warren.register("sleepy-workflow") { (ctx: Context, millis: Int) async throws -> String in
+        let step = try await ctx.run({ (_: Context, n: Int) async throws -> Int in n * 2 }, millis, name: "double")
+        try await ctx.sleep(for: .milliseconds(millis))
+        return "slept \(millis) ms after computing \(step)"
+    }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()
 }
