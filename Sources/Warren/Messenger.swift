@@ -12,7 +12,7 @@ final class Messenger: Sendable {
     let prefix: String
     let replyQueue: String
     private let logger: Logger
-    private let pendingReplies = Mutex<[String: CheckedContinuation<AMQPDelivery, any Error>]>([:])
+    private let pendingReplies = Mutex<[String: PendingReply]>([:])
     private enum Watch {
         case waiting([CheckedContinuation<PromiseSnapshot, any Error>])
         case arrived(PromiseSnapshot)
@@ -55,15 +55,15 @@ final class Messenger: Sendable {
                         return waiters
                     }
                     for w in waiters { w.resume(returning: record) }
-                } else if let id = d.properties.correlationID, let waiter = pendingReplies.withLock({ $0.removeValue(forKey: id) }) {
-                    waiter.resume(returning: d)
+                } else if let id = d.properties.correlationID, let pending = pendingReplies.withLock({ $0.removeValue(forKey: id) }) {
+                    pending.complete(.success(d))
                 }
             }
         } catch {
             logger.warning("the reply consumer ended", metadata: ["error": "\(error)"])
         }
-        let error = WarrenError(.refused, "the connection to the broker closed")
-        for w in pendingReplies.withLock({ p in defer { p.removeAll() }; return Array(p.values) }) { w.resume(throwing: error) }
+        let error = WarrenError(.unavailable, "the connection to the broker closed")
+        for p in pendingReplies.withLock({ p in defer { p.removeAll() }; return Array(p.values) }) { p.complete(.failure(error)) }
         let watching = watches.withLock { w in defer { w.removeAll() }; return Array(w.values) }
         for case .waiting(let waiters) in watching { waiters.forEach { $0.resume(throwing: error) } }
     }
@@ -77,16 +77,26 @@ final class Messenger: Sendable {
     }
 
     /// Publishes a command and waits for the orchestrator's reply.
-    func request(_ kind: String, _ body: String) async throws -> AMQPDelivery {
-        let correlationID = UUID().uuidString
-        return try await withCheckedThrowingContinuation { c in
-            pendingReplies.withLock { $0[correlationID] = c }
+    ///
+    /// Commands are idempotent, so one whose publish was lost with the connection, or whose reply
+    /// does not come within `timeout`, is sent again (up to `attempts` times).
+    func request(_ kind: String, _ body: String, timeout: Duration = .seconds(30), attempts: Int = 5) async throws -> AMQPDelivery {
+        var lastError: any Error = WarrenError(.unavailable, "\(kind): no reply")
+        for attempt in 1...max(1, attempts) {
+            let correlationID = UUID().uuidString
+            let pending = PendingReply()
+            pendingReplies.withLock { $0[correlationID] = pending }  // before publishing: a reply can be fast
             do {
-                try publish(kind, body, replyTo: replyQueue, correlationID: correlationID)
+                try await publish(kind, body, replyTo: replyQueue, correlationID: correlationID).wait()
+                return try await pending.wait(timeout: timeout, what: kind)
             } catch {
-                if let w = pendingReplies.withLock({ $0.removeValue(forKey: correlationID) }) { w.resume(throwing: error) }
+                _ = pendingReplies.withLock { $0.removeValue(forKey: correlationID) }
+                lastError = (error as? AMQPError).map { WarrenError(.unavailable, "\(kind): \($0.message)") } ?? error
+                logger.debug("request failed; sending it again", metadata: ["kind": "\(kind)", "attempt": "\(attempt)", "error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(100 * attempt))
             }
         }
+        throw lastError
     }
 
     /// A command answered with a promise, or the orchestrator's refusal as an error.
@@ -133,5 +143,49 @@ final class Messenger: Sendable {
     func close() async {
         listener.withLock { $0?.cancel() }
         await connection.close()
+    }
+}
+
+/// One request's reply, filled by the listener.
+final class PendingReply: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<AMQPDelivery, any Error>?)
+        case done(Result<AMQPDelivery, any Error>)
+    }
+    private let state = Mutex(State.waiting(nil))
+
+    func complete(_ result: Result<AMQPDelivery, any Error>) {
+        let waiter: CheckedContinuation<AMQPDelivery, any Error>? = state.withLock { s in
+            guard case .waiting(let c) = s else { return nil }
+            s = .done(result)
+            return c
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// The reply, or a timeout error after `timeout`.
+    func wait(timeout: Duration, what: String) async throws -> AMQPDelivery {
+        try await withThrowingTaskGroup(of: AMQPDelivery?.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<AMQPDelivery, any Error>) in
+                    let done: Result<AMQPDelivery, any Error>? = self.state.withLock { s in
+                        if case .done(let r) = s { return r }
+                        s = .waiting(c)
+                        return nil
+                    }
+                    if let done { c.resume(with: done) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                self.complete(.failure(WarrenError(.unavailable, "\(what): no reply within \(timeout)")))
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let reply = next { return reply }
+            }
+            throw WarrenError(.unavailable, "\(what): no reply within \(timeout)")
+        }
     }
 }

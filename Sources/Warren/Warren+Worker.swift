@@ -33,6 +33,17 @@ extension Warren {
                 ("redelivered", delivery.redelivered ? "true" : "false"),
             ])).body))
             try await runClaimed(claim)
+        } catch let e as WarrenError where e.code == .unavailable {
+            // The orchestrator did not answer: give the message back; it comes again, redelivered,
+            // and whoever gets it takes a new version.
+            logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
+            try? delivery.reject(requeue: true)
+            return
+        } catch let e as AMQPError {
+            // A step or the report may not have reached the broker: run it again from the top.
+            logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
+            try? delivery.reject(requeue: true)
+            return
         } catch let e as WarrenError where e.code == .refused {
             logger.debug("execute message no longer counts", metadata: ["error": "\(e.message)"])
         } catch {
@@ -75,5 +86,7 @@ extension Warren {
         // The report follows the steps on the same channel; once it is confirmed, so are they.
         let confirmations = ctx.takeConfirmations() + [try messenger.publish(report.kind, report.body)]
         for c in confirmations { try await c.wait() }
+        logger.debug(report.kind == "task.suspend" ? "task suspended" : "task completed",
+                     metadata: ["task": "\(task.id)", "version": "\(task.version)"])
     }
 }

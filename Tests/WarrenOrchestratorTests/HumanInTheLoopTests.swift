@@ -22,11 +22,13 @@ struct HumanInTheLoopTests {
             pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log)
         }
         var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        /// Waits for a line starting with `prefix` and returns it.
-        func line(startingWith prefix: String, within limit: Duration = .seconds(30)) async throws -> String {
+        /// Waits for a line starting with `prefix` (and holding `containing`) and returns it.
+        func line(startingWith prefix: String, containing: String = "", within limit: Duration = .seconds(30)) async throws -> String {
             let deadline = ContinuousClock.now + limit
             while ContinuousClock.now < deadline {
-                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) { return String(line) }
+                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) && (containing.isEmpty || $0.contains(containing)) }) {
+                    return String(line)
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
             throw TestFailure("no line '\(prefix)…' from the worker within \(limit); its log:\n\(text)")
@@ -61,7 +63,9 @@ struct HumanInTheLoopTests {
             let promiseID = String(link.split(separator: "=").last!)
             #expect(promiseID == "hitl-001.1")
             if killWorkerWhileWaiting {
-                // The workflow waits holding no delivery: kill its worker, approve, start another.
+                // Once the workflow waits (suspended, holding no delivery), kill its worker,
+                // approve, and start another.
+                _ = try await first.line(startingWith: "", containing: "task suspended")
                 await first.kill(SIGKILL)
                 try await approve(promiseID, url: orchestrator.url, prefix: orchestrator.prefix)
                 try second.start(url: orchestrator.url, prefix: orchestrator.prefix)
@@ -104,6 +108,32 @@ struct HumanInTheLoopTests {
         #expect(ContinuousClock.now - started >= .milliseconds(300))
         await client.close()
         await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test func aWorkerKilledInTheMiddleOfAStepIsReplacedAndTheWorkflowCompletes() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+        defer { orchestrator.remove(); first.remove(); second.remove() }
+        try await orchestrator.start()
+        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            let result = Task { try await client.rpc("slow-1", "slow-workflow", "slow-1", target: "workers", as: String.self) }
+            _ = try await first.line(startingWith: "step started")
+            await first.kill(SIGKILL)  // in the middle of the step: its execute message was never acked
+            try second.start(url: orchestrator.url, prefix: orchestrator.prefix)
+            let message = try await within(.seconds(30), "the workflow's result") { try await result.value }
+            #expect(message == "slow workflow: slow-1 done")
+            // Steps run at least once: the second worker ran it again, from the top.
+            _ = try await second.line(startingWith: "step started")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await second.kill(SIGTERM)
         _ = await orchestrator.kill(SIGTERM)
     }
 }

@@ -19,6 +19,11 @@ guard args.count == 3 else {
 }
 
 nonisolated func main() async throws {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardOutput(label: label)
+        handler.logLevel = .debug
+        return handler
+    }
     let warren = try await Warren(url: args[1], group: "workers", prefix: args[2])
     warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
         let approval = try await ctx.promise(tags: ["human": "true"])
@@ -26,6 +31,14 @@ nonisolated func main() async throws {
         let decision: String = try await approval.value()
         FileHandle.standardOutput.write(Data("unblocked: \(decision)\n".utf8))
         return "foo workflow \(workflowID) complete"
+    }
+    warren.register("slow-workflow") { (ctx: Context, label: String) async throws -> String in
+        let slow = try await ctx.run({ (_: Context, label: String) async throws -> String in
+            FileHandle.standardOutput.write(Data("step started: \(label)\n".utf8))
+            try await Task.sleep(for: .seconds(2))
+            return "\(label) done"
+        }, label, name: "slow")
+        return "slow workflow: \(slow)"
     }
     warren.register("sleepy-workflow") { (ctx: Context, millis: Int) async throws -> String in
         let step = try await ctx.run({ (_: Context, n: Int) async throws -> Int in n * 2 }, millis, name: "double")
