@@ -86,6 +86,14 @@ let package = Package(
             ],
             path: "Tests/WarrenTestWorker"
         ),
+        // Workflows/s and resume latency end to end (Scripts/bench-workflows.sh).
+        .executableTarget(
+            name: "WorkflowBenchmark",
+            dependencies: [
+                "Warren",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Promises/s and resolve-to-event latency through `warren serve` (Scripts/bench-orchestrator.sh).
         .executableTarget(
             name: "OrchestratorBenchmark",

@@ -56,7 +56,8 @@ public final class Context: Sendable {
         let (stepID, recorded) = nextID(kind: kind)
         if let recorded {
             try check(recorded, kind: kind)
-            return try outcome(of: recorded, as: R.self)
+            // A step recorded as created but not yet resolved runs again (steps are at least once).
+            if recorded.isSettled { return try outcome(of: recorded, as: R.self) }
         }
         let result = try await step(self, argument)
         let value = try Wire.json(result)
@@ -100,7 +101,8 @@ public final class Context: Sendable {
         let (timerID, recorded) = nextID(kind: "sleep")
         if let recorded {
             try check(recorded, kind: "sleep")
-            return
+            if recorded.isSettled { return }
+            throw Suspension(awaiting: [timerID])
         }
         let millis = max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         let (snapshot, _) = try await messenger.promiseRequest("promise.create", Wire.object([

@@ -177,7 +177,7 @@ public final class Orchestrator: Service {
                 let task = try tx.claimTask(id: id, version: current, worker: worker, now: now)
                 guard let promise = try tx.promise(id: id, now: now) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
                 if let replyTo = incoming.replyTo {
-                    try tx.enqueue(Outbound.claimed(task, promise: promise, children: try settledChildren(of: id, tx: tx, now: now),
+                    try tx.enqueue(Outbound.claimed(task, promise: promise, children: try children(of: id, tx: tx, now: now),
                                                     replyTo: replyTo, correlationID: incoming.correlationID))
                 }
             case let .suspendTask(id, version, worker, awaiting):
@@ -213,13 +213,13 @@ public final class Orchestrator: Service {
         }
     }
 
-    /// The settled promises below a root, which a worker replays without asking.
-    static func settledChildren(of root: String, tx: any StoreTransaction, now: Int64) throws -> [PromiseRecord] {
+    /// The promises below a root, settled or pending, which a worker replays without asking.
+    static func children(of root: String, tx: any StoreTransaction, now: Int64) throws -> [PromiseRecord] {
         var children: [PromiseRecord] = []
         var cursor: String? = nil
         repeat {
             let page = try tx.search(PromiseSearch(id: root + ".*", limit: PromiseSearch.maximumLimit, cursor: cursor), now: now)
-            children += page.promises.filter { $0.state.isSettled }
+            children += page.promises
             cursor = page.cursor
         } while cursor != nil
         return children

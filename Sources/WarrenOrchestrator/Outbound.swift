@@ -32,7 +32,7 @@ enum Outbound {
     }
 
     /// The answer to `task.claim`: the task's version to report with, its promise, and the
-    /// settled promises below it for replay.
+    /// promises below it (settled or pending) for replay.
     static func claimed(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord], replyTo: String,
                         correlationID: String?) -> OutboxMessage {
         struct Body: Encodable {

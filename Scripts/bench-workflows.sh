@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Benchmarks workflows end to end (release build): a private broker, `warren serve`, a worker
+# process and a client process on the same machine. Prints three-step workflows/s at 1, 32 and
+# 256 in flight (each started with rpc and awaited through its settled event), and the idle
+# latency from resolving a promise a workflow waits on to the workflow's result.
+#   Scripts/bench-workflows.sh [--workflows N] [--samples N]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+workflows=2000; samples=200
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workflows) workflows=$2; shift 2 ;;
+    --samples) samples=$2; shift 2 ;;
+    *) echo "usage: $0 [--workflows N] [--samples N]" >&2; exit 64 ;;
+  esac
+done
+Scripts/install-deps.sh
+work=$(mktemp -d "${TMPDIR:-/tmp}/warren-wf-bench.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  Scripts/broker.sh stop "$work/broker" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+port=5697
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
+url="amqp://guest:guest@127.0.0.1:$port/%2f"
+swift build -c release --product warren >/dev/null
+swift build -c release --product WorkflowBenchmark >/dev/null
+bin=$(swift build -c release --show-bin-path)
+"$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log" &
+pids+=($!)
+"$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  Scripts/broker.sh ctl "$work/broker" list_queues name consumers 2>/dev/null | grep -q "^warren.group.bench[[:space:]]1" && break
+  sleep 0.1
+done
+echo "workflow benchmark: three-step workflows started with rpc and awaited through their settled events"
+for n in 1 32 256; do
+  count=$workflows
+  [ "$n" -eq 1 ] && count=$((workflows / 10))
+  line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" "$samples")
+  echo "in flight $n ($count workflows): $line"
+done
