@@ -6,7 +6,7 @@
 # Prints each round and the medians, with Swift/C ratios (1.00 = as fast as C).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+. Scripts/common.sh
 messages=50000; window=1000; samples=2000; rounds=5
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,8 +20,7 @@ done
 Scripts/install-deps.sh
 work=$(mktemp -d "${TMPDIR:-/tmp}/warren-bench.XXXXXX")
 trap 'Scripts/broker.sh stop "$work/broker" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT INT TERM
-port=5690
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 5690)
 Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
 
 gcc -O2 -o "$work/amqp_bench" Scripts/bench/amqp_bench.c $(pkg-config --cflags --libs librabbitmq)

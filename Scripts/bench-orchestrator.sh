@@ -5,7 +5,7 @@
 #   Scripts/bench-orchestrator.sh [--promises N] [--in-flight N] [--samples N] [--rounds R]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+. Scripts/common.sh
 promises=20000; in_flight=256; samples=500; rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,8 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-port=5695
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 5695)
 Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
 url="amqp://guest:guest@127.0.0.1:$port/%2f"
 swift build -c release --product warren >/dev/null
@@ -34,22 +33,13 @@ swift build -c release --product OrchestratorBenchmark >/dev/null
 bin=$(swift build -c release --show-bin-path)
 "$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log" &
 orchestrator=$!
-for _ in $(seq 1 100); do
-  Scripts/broker.sh ctl "$work/broker" list_queues name consumers 2>/dev/null | grep -q "^warren.orchestrator[[:space:]]1" && break
-  sleep 0.1
-done
+wait_for_consumer "$work/broker" warren.orchestrator
 echo "orchestrator benchmark: $promises promises (create + resolve), $in_flight in flight, $samples latency samples, $rounds rounds"
 for r in $(seq 1 "$rounds"); do
   line=$("$bin/OrchestratorBenchmark" "$url" warren "$promises" "$in_flight" "$samples")
   echo "round $r: $line"
   echo "$line" >>"$work/results"
 done
-python3 - "$work/results" <<'PY'
-import statistics, sys
-rows = [dict((k, float(v)) for k, v in (kv.split("=") for kv in line.split())) for line in open(sys.argv[1])]
-med = lambda k: statistics.median(r[k] for r in rows)
-print()
-print(f"median promises/s (create + resolve + event)  {med('promises_per_s'):>8.0f}")
-print(f"median idle resolve -> settled event p50      {med('settle_p50_us')/1000:>8.2f} ms")
-print(f"median idle resolve -> settled event p99      {med('settle_p99_us')/1000:>8.2f} ms")
-PY
+echo
+report_medians "$work/results" "promises_per_s:promises/s (create + resolve + event)" \
+  "settle_p50_us:idle resolve -> settled event p50 (us)" "settle_p99_us:idle resolve -> settled event p99 (us)"

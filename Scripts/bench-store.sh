@@ -5,7 +5,7 @@
 #   Scripts/bench-store.sh [--rounds R]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+. Scripts/common.sh
 rounds=5
 [ "${1:-}" = "--rounds" ] && rounds=$2
 Scripts/install-deps.sh

@@ -6,7 +6,7 @@
 #   Scripts/bench-workflows.sh [--workflows N] [--samples N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+. Scripts/common.sh
 workflows=2000; samples=200
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,8 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-port=5697
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+port=$(free_port 5697)
 Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
 url="amqp://guest:guest@127.0.0.1:$port/%2f"
 swift build -c release --product warren >/dev/null
@@ -36,10 +35,7 @@ bin=$(swift build -c release --show-bin-path)
 pids+=($!)
 "$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  Scripts/broker.sh ctl "$work/broker" list_queues name consumers 2>/dev/null | grep -q "^warren.group.bench[[:space:]]1" && break
-  sleep 0.1
-done
+wait_for_consumer "$work/broker" warren.group.bench
 echo "workflow benchmark: three-step workflows started with rpc and awaited through their settled events"
 for n in 1 32 256; do
   count=$workflows

@@ -4,7 +4,7 @@
 #   Scripts/test.sh [swift test arguments, e.g. --filter MessagingTests]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v swift >/dev/null || export PATH="/opt/swift/usr/bin:$PATH"
+. Scripts/common.sh
 
 Scripts/install-deps.sh
 
@@ -18,10 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-port=5673
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((port + 20000))") 2>/dev/null; do
-  port=$((port + 1))
-done
+port=$(free_port 5673)
 Scripts/broker.sh start "$run_dir/broker" --port "$port"
 export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
 # Tests that need a broker of their own (restarts, TLS) create it under $TMPDIR.

@@ -57,36 +57,30 @@ extension Warren {
         let task = claim.task
         let invocation = try Wire.decode(Wire.Invocation.self, from: claim.promise.param?.data)
         let ctx = Context(id: task.id, history: claim.children, messenger: messenger)
-        let report: (kind: String, body: String)
+        // Every report names the task, the version it holds and this worker: the fencing.
+        func report(_ kind: String, _ fields: [(String, String?)]) -> (kind: String, body: String) {
+            (kind, Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))] + fields))
+        }
+        func failure(_ message: String) throws -> (kind: String, body: String) {
+            report("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error": message]))])
+        }
+        let outcome: (kind: String, body: String)
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = try invocation.args.first.map { try Wire.json($0) } ?? "null"
             do {
-                let result = try await function(ctx, argument)
-                report = ("task.complete", Wire.object([
-                    ("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
-                    ("state", "\"resolved\""), ("value", result),
-                ]))
+                outcome = report("task.complete", [("state", "\"resolved\""), ("value", try await function(ctx, argument))])
             } catch let s as Suspension {
-                report = ("task.suspend", Wire.object([
-                    ("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
-                    ("awaiting", try Wire.json(s.awaiting)),
-                ]))
+                outcome = report("task.suspend", [("awaiting", try Wire.json(s.awaiting))])
             } catch {
-                report = ("task.complete", Wire.object([
-                    ("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
-                    ("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"])),
-                ]))
+                outcome = try failure("\(error)")
             }
         } else {
-            report = ("task.complete", Wire.object([
-                ("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
-                ("state", "\"rejected\""), ("value", try Wire.json(["error": "no function '\(invocation.function)' is registered in group '\(group)'"])),
-            ]))
+            outcome = try failure("no function '\(invocation.function)' is registered in group '\(group)'")
         }
         // The report follows the steps on the same channel; once it is confirmed, so are they.
-        let confirmations = ctx.takeConfirmations() + [try messenger.publish(report.kind, report.body)]
+        let confirmations = ctx.takeConfirmations() + [try messenger.publish(outcome.kind, outcome.body)]
         for c in confirmations { try await c.wait() }
-        logger.debug(report.kind == "task.suspend" ? "task suspended" : "task completed",
+        logger.debug(outcome.kind == "task.suspend" ? "task suspended" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
     }
 }
