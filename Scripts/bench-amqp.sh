@@ -18,10 +18,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 Scripts/install-deps.sh
-work=$(mktemp -d "${TMPDIR:-/tmp}/warren-bench.XXXXXX")
-trap 'Scripts/broker.sh stop "$work/broker" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT INT TERM
-port=$(free_port 5690)
-Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
+bench_environment amqp-bench 5690
 
 gcc -O2 -o "$work/amqp_bench" Scripts/bench/amqp_bench.c $(pkg-config --cflags --libs librabbitmq)
 swift build -c release --product AMQPBenchmark >/dev/null
@@ -32,9 +29,9 @@ for r in $(seq 1 "$rounds"); do
   # Alternate which goes first, so that neither always meets a warmer broker.
   if [ $((r % 2)) -eq 1 ]; then
     c=$("$work/amqp_bench" 127.0.0.1 "$port" "$messages" "$window" "$samples")
-    s=$("$swift_bin" "amqp://guest:guest@127.0.0.1:$port/%2f" "$messages" "$window" "$samples")
+    s=$("$swift_bin" "$url" "$messages" "$window" "$samples")
   else
-    s=$("$swift_bin" "amqp://guest:guest@127.0.0.1:$port/%2f" "$messages" "$window" "$samples")
+    s=$("$swift_bin" "$url" "$messages" "$window" "$samples")
     c=$("$work/amqp_bench" 127.0.0.1 "$port" "$messages" "$window" "$samples")
   fi
   echo "round $r  C:     $c"

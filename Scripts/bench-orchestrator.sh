@@ -17,22 +17,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 Scripts/install-deps.sh
-work=$(mktemp -d "${TMPDIR:-/tmp}/warren-orch-bench.XXXXXX")
-orchestrator=""
-cleanup() {
-  [ -n "$orchestrator" ] && kill "$orchestrator" 2>/dev/null && wait "$orchestrator" 2>/dev/null || true
-  Scripts/broker.sh stop "$work/broker" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-port=$(free_port 5695)
-Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
-url="amqp://guest:guest@127.0.0.1:$port/%2f"
+bench_environment orch-bench 5695
 swift build -c release --product warren >/dev/null
 swift build -c release --product OrchestratorBenchmark >/dev/null
 bin=$(swift build -c release --show-bin-path)
-"$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log" &
-orchestrator=$!
+background "$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log"
 wait_for_consumer "$work/broker" warren.orchestrator
 echo "orchestrator benchmark: $promises promises (create + resolve), $in_flight in flight, $samples latency samples, $rounds rounds"
 for r in $(seq 1 "$rounds"); do

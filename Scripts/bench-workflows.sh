@@ -16,25 +16,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 Scripts/install-deps.sh
-work=$(mktemp -d "${TMPDIR:-/tmp}/warren-wf-bench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  Scripts/broker.sh stop "$work/broker" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-port=$(free_port 5697)
-Scripts/broker.sh start "$work/broker" --port "$port" >/dev/null
-url="amqp://guest:guest@127.0.0.1:$port/%2f"
+bench_environment wf-bench 5697
 swift build -c release --product warren >/dev/null
 swift build -c release --product WorkflowBenchmark >/dev/null
 bin=$(swift build -c release --show-bin-path)
-"$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log" &
-pids+=($!)
-"$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1 &
-pids+=($!)
+background "$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log"
+background "$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1
 wait_for_consumer "$work/broker" warren.group.bench
 echo "workflow benchmark: three-step workflows started with rpc and awaited through their settled events"
 for n in 1 32 256; do

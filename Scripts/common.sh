@@ -34,3 +34,29 @@ for spec in sys.argv[2:]:
     print(f"median {label:<44}{statistics.median(r[key] for r in rows):>10.0f}")
 PY
 }
+
+# bench_environment NAME START_PORT: a work folder, a private broker on a free port, and a trap
+# that, when the script ends, stops what `background` started, stops the broker and removes the
+# folder. Sets `work`, `port` and `url`.
+bench_environment() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/warren-$1.XXXXXX")
+  bench_pids=()
+  trap bench_cleanup EXIT INT TERM
+  port=$(free_port "$2")
+  "$(dirname "${BASH_SOURCE[0]}")/broker.sh" start "$work/broker" --port "$port" >/dev/null
+  url="amqp://guest:guest@127.0.0.1:$port/%2f"
+}
+
+bench_cleanup() {
+  local p
+  for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${bench_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$(dirname "${BASH_SOURCE[0]}")/broker.sh" stop "$work/broker" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+
+# background COMMAND...: runs COMMAND in the background until the script ends.
+background() {
+  "$@" &
+  bench_pids+=($!)
+}
