@@ -121,6 +121,46 @@ struct BrokerRestartTests {
         await broker.destroy()
     }
 
+    /// A broker that stops answering (SIGSTOP: the socket stays open, nothing comes) is noticed
+    /// by missed heartbeats, and the connection recovers once it answers again.
+    @Test func aSilentBrokerIsNoticedThroughHeartbeatsAndTheConnectionRecovers() async throws {
+        let broker = try await PrivateBroker.start()
+        do {
+            var config = try AMQPConfiguration(url: broker.url)
+            config.heartbeat = 1
+            config.connectTimeout = .seconds(2)
+            config.recovery = .init(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500))
+            let connection = try await AMQPConnection.connect(config)
+            let channel = try await connection.openChannel()
+            let queue = try await channel.queueDeclare("heartbeat-q", durable: false).queue
+            let pid = pid_t(try String(contentsOfFile: broker.dir + "/broker.pid", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))!
+            kill(pid, SIGSTOP)
+            let stopped = ContinuousClock.now
+            do {
+                try await within(.seconds(15), "the silence to be noticed") {
+                    while connection.state != .recovering { try await Task.sleep(for: .milliseconds(50)) }
+                }
+            } catch {
+                kill(pid, SIGCONT)
+                throw error
+            }
+            let noticedAfter = ContinuousClock.now - stopped
+            kill(pid, SIGCONT)
+            #expect(noticedAfter < .seconds(6), "noticed after \(noticedAfter)")
+            try await within(.seconds(60), "the connection to recover") {
+                while connection.recoveryCount < 1 || connection.state != .open { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(try await channel.queueDeclare(queue, durable: false, passive: true).queue == queue)
+            print("heartbeats: a silent broker noticed after \(noticedAfter)")
+            await connection.close()
+        } catch {
+            await broker.destroy()
+            throw error
+        }
+        await broker.destroy()
+    }
+
     @Test func recoveryGivesUpAfterTheConfiguredAttempts() async throws {
         let broker = try await PrivateBroker.start()
         var config = try AMQPConfiguration(url: broker.url)
