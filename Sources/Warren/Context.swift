@@ -4,29 +4,40 @@ import Synchronization
 
 /// What a workflow's code uses to make its steps durable.
 ///
-/// Every call gets a deterministic id (`<root>.<n>`, in call order), so that when the workflow
+/// Every call gets a deterministic id (`<workflow>.<n>`, in call order), so that when the workflow
 /// runs again from the top (after a suspension, a crash, a redelivery), calls whose outcome is
-/// recorded return it without running again. Call `ctx` from the workflow's own task, in an order
-/// that depends only on the workflow's inputs and on values `ctx` returned.
+/// recorded return it without running again. Call `ctx` in an order that depends only on the
+/// workflow's inputs and on values `ctx` returned: start parallel steps with ``beginRun(_:_:name:retry:)``
+/// from the workflow's own task, then await their handles.
+///
+/// Step outcomes travel with the task's next report (its suspension, retry or completion), so a
+/// workflow costs one message per run, not two per step. A step whose outcome was not reported
+/// yet when the worker died runs again: steps run at least once.
 public final class Context: Sendable {
-    /// The workflow's id (its root promise).
+    /// The workflow's id (its root promise), or the id of this function's promise for a child.
     public let id: String
     let messenger: Messenger
+    let retry: TaskRetryInfo?
     private struct State {
         var counter = 0
         var history: [String: PromiseSnapshot]
-        /// Step and promise messages sent while running, awaited before the final report.
-        var confirmations: [PublishConfirmation] = []
+        /// Outcomes of the steps run now, as JSON objects, for the next report.
+        var steps: [String] = []
+        /// Steps started with `beginRun` that have not finished.
+        var running: [Task<Void, Never>] = []
+        /// Why the run must stop (a suspension or a retry), even if the workflow's code caught it.
+        var interrupt: (any Error)?
     }
     private let state: Mutex<State>
 
-    init(id: String, history: [PromiseSnapshot], messenger: Messenger) {
+    init(id: String, history: [PromiseSnapshot], retry: TaskRetryInfo? = nil, messenger: Messenger) {
         self.id = id
         self.messenger = messenger
+        self.retry = retry
         self.state = Mutex(State(history: Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })))
     }
 
-    private func nextID(kind: String) -> (id: String, recorded: PromiseSnapshot?) {
+    private func nextID() -> (id: String, recorded: PromiseSnapshot?) {
         state.withLock { s in
             s.counter += 1
             let id = "\(self.id).\(s.counter)"
@@ -43,36 +54,96 @@ public final class Context: Sendable {
         }
     }
 
-    /// Runs `step` once, durably: its result is recorded, and a replay returns the recorded result
-    /// without running it again. A step that throws fails the workflow (retries come later).
+    /// Remembers why the run stops, and returns the error to throw through the workflow's code.
+    func interrupt(_ e: any Error) -> any Error {
+        state.withLock { s in if s.interrupt == nil { s.interrupt = e } }
+        return e
+    }
+
+    // MARK: Steps
+
+    /// Runs `step` durably: its outcome is recorded, and a replay returns the recorded outcome
+    /// without running it again. A step that throws is retried after a back-off on a durable
+    /// timer (the worker lets the workflow go meanwhile), up to the policy's attempts; then the
+    /// error reaches the workflow as ``WarrenError/Code/failed``.
     ///
     /// ```swift
-    /// let receipt = try await ctx.run(sendEmail, approval.id)
+    /// let receipt = try await ctx.run(sendEmail, approval.id, name: "sendEmail")
     /// ```
     @discardableResult
-    public func run<A: Sendable, R: Codable & Sendable>(_ step: @Sendable (Context, A) async throws -> R, _ argument: A,
-                                                        name: String = "step") async throws -> R {
+    public func run<A: Sendable, R: Codable & Sendable>(_ step: @escaping @Sendable (Context, A) async throws -> R, _ argument: A,
+                                                        name: String = "step", retry: RetryPolicy = .default) async throws -> R {
+        try await beginRun(step, argument, name: name, retry: retry).value()
+    }
+
+    /// Starts `step` and returns a handle to await later, so that steps can run in parallel.
+    /// The workflow does not complete before every step it started has finished.
+    ///
+    /// ```swift
+    /// let a = try await ctx.beginRun(fetchQuote, "a")
+    /// let b = try await ctx.beginRun(fetchQuote, "b")
+    /// let best = min(try await a.value(), try await b.value())
+    /// ```
+    public func beginRun<A: Sendable, R: Codable & Sendable>(_ step: @escaping @Sendable (Context, A) async throws -> R, _ argument: A,
+                                                             name: String = "step", retry: RetryPolicy = .default) async throws -> StepHandle<R> {
         let kind = "run:" + name
-        let (stepID, recorded) = nextID(kind: kind)
+        let (stepID, recorded) = nextID()
         if let recorded {
             try check(recorded, kind: kind)
-            // A step recorded as created but not yet resolved runs again (steps are at least once).
-            if recorded.isSettled { return try outcome(of: recorded, as: R.self) }
+            // A step recorded as pending runs again (steps are at least once).
+            if recorded.isSettled { return StepHandle(id: stepID, task: Task { try Self.outcome(of: recorded, as: R.self) }) }
         }
-        let result = try await step(self, argument)
-        let value = try Wire.json(result)
-        // Recorded as a promise created and resolved at once; the messages travel in order on one
-        // channel, so what is durable is always a prefix of the run.
-        let created = try messenger.publish("promise.create", Wire.object([
-            ("id", Wire.quote(stepID)), ("idempotencyKey", Wire.quote(stepID)), ("timeout", "\"3650d\""),
-            ("tags", Wire.object([("warren:kind", Wire.quote(kind))])),
-        ]))
-        let resolved = try messenger.publish("promise.resolve", Wire.object([
-            ("id", Wire.quote(stepID)), ("idempotencyKey", Wire.quote(stepID)), ("value", value),
-        ]))
-        state.withLock { $0.confirmations += [created, resolved] }
-        return result
+        let failures = self.retry?.step == stepID ? self.retry!.failures : 0
+        let task = Task<R, any Error> {
+            do {
+                let result = try await step(self, argument)
+                self.record(stepID, kind: kind, state: "resolved", value: try Wire.json(result))
+                return result
+            } catch let e as WarrenError where e.code == .nondeterminism {
+                throw e
+            } catch {
+                if retry.shouldRetry(error, afterFailures: failures + 1) {
+                    throw self.interrupt(RetryRequest(step: stepID, delay: retry.delay(afterFailures: failures + 1)))
+                }
+                let reason = "step \(name) (\(stepID)) failed after \(failures + 1) attempt\(failures == 0 ? "" : "s"): \(error)"
+                self.record(stepID, kind: kind, state: "rejected", value: try Wire.json(["error": reason]))
+                throw WarrenError(.failed, reason)
+            }
+        }
+        state.withLock { $0.running.append(Task { _ = try? await task.value }) }
+        return StepHandle(id: stepID, task: task)
     }
+
+    /// The current time, recorded: a replay returns the same instant.
+    public func now() async throws -> Date {
+        let millis = try await recorded(kind: "now") { Int64(Date().timeIntervalSince1970 * 1000) }
+        return Date(timeIntervalSince1970: Double(millis) / 1000)
+    }
+
+    /// A random number in `0..<1`, recorded: a replay returns the same number.
+    public func random() async throws -> Double {
+        try await recorded(kind: "random") { Double.random(in: 0..<1) }
+    }
+
+    /// A value made once and recorded (no retries: making it cannot fail).
+    private func recorded<R: Codable & Sendable>(kind: String, _ make: () -> R) async throws -> R {
+        let (stepID, recorded) = nextID()
+        if let recorded {
+            try check(recorded, kind: kind)
+            if recorded.isSettled { return try Self.outcome(of: recorded, as: R.self) }
+        }
+        let value = make()
+        record(stepID, kind: kind, state: "resolved", value: try Wire.json(value))
+        return value
+    }
+
+    private func record(_ id: String, kind: String, state stepState: String, value: String) {
+        let step = Wire.object([("id", Wire.quote(id)), ("state", Wire.quote(stepState)), ("value", value),
+                                ("tags", Wire.object([("warren:kind", Wire.quote(kind))]))])
+        state.withLock { $0.steps.append(step) }
+    }
+
+    // MARK: Promises
 
     /// A promise that something outside settles (a person, another service). It is durable
     /// before this returns, so its id may be mailed at once.
@@ -81,50 +152,111 @@ public final class Context: Sendable {
     /// let approval = try await ctx.promise(timeout: .seconds(86_400), tags: ["human": "true"])
     /// ```
     public func promise(timeout: Duration = .seconds(86_400 * 7), tags: [String: String] = [:]) async throws -> DurablePromise {
-        let (promiseID, recorded) = nextID(kind: "promise")
+        let (promiseID, recorded) = nextID()
         if let recorded {
             try check(recorded, kind: "promise")
-            return DurablePromise(id: promiseID, snapshot: recorded)
+            return DurablePromise(id: promiseID, snapshot: recorded, context: self)
         }
         var allTags = tags
         allTags["warren:kind"] = "promise"
+        allTags["warren:workflow"] = PromiseSnapshot.rootID(of: id)
         let seconds = max(1, Int(timeout.components.seconds))
         let (snapshot, _) = try await messenger.promiseRequest("promise.create", Wire.object([
             ("id", Wire.quote(promiseID)), ("idempotencyKey", Wire.quote(promiseID)), ("timeout", Wire.quote("\(seconds)s")),
             ("tags", try Wire.json(allTags)),
         ]))
-        return DurablePromise(id: promiseID, snapshot: snapshot)
+        return DurablePromise(id: promiseID, snapshot: snapshot, context: self)
+    }
+
+    /// Starts `function(argument)` as a child workflow on the workers of `target` and returns
+    /// its promise, to await later. The child is durable before this returns.
+    public func beginRpc<A: Encodable>(_ function: String, _ argument: A, target: String,
+                                       timeout: Duration = .seconds(86_400)) async throws -> DurablePromise {
+        let kind = "rpc:" + function
+        let (childID, recorded) = nextID()
+        if let recorded {
+            try check(recorded, kind: kind)
+            return DurablePromise(id: childID, snapshot: recorded, context: self)
+        }
+        let (snapshot, _) = try await messenger.promiseRequest("workflow.start", Wire.object([
+            ("id", Wire.quote(childID)), ("function", Wire.quote(function)), ("args", "[" + (try Wire.json(argument)) + "]"),
+            ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
+            ("tags", Wire.object([("warren:kind", Wire.quote(kind))])),
+        ]))
+        return DurablePromise(id: childID, snapshot: snapshot, context: self)
+    }
+
+    /// Runs `function(argument)` as a child workflow on the workers of `target` and returns its
+    /// result; the workflow suspends (no worker holds it) until the child completes.
+    public func rpc<A: Encodable, R: Decodable>(_ function: String, _ argument: A, target: String,
+                                                timeout: Duration = .seconds(86_400), as: R.Type = R.self) async throws -> R {
+        try await beginRpc(function, argument, target: target, timeout: timeout).value(as: R.self)
     }
 
     /// Waits, durably, for `duration`: the workflow suspends and a worker resumes it afterwards.
     public func sleep(for duration: Duration) async throws {
-        let (timerID, recorded) = nextID(kind: "sleep")
+        let millis = max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        try await sleep(timeout: "\"\(millis)ms\"")
+    }
+
+    /// Waits, durably, until `date`.
+    public func sleep(until date: Date) async throws {
+        try await sleep(timeout: "\(max(1, Int64(date.timeIntervalSince1970 * 1000)))")
+    }
+
+    private func sleep(timeout: String) async throws {
+        let (timerID, recorded) = nextID()
         if let recorded {
             try check(recorded, kind: "sleep")
             if recorded.isSettled { return }
-            throw Suspension(awaiting: [timerID])
+            throw interrupt(Suspension(awaiting: [timerID]))
         }
-        let millis = max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         let (snapshot, _) = try await messenger.promiseRequest("promise.create", Wire.object([
-            ("id", Wire.quote(timerID)), ("idempotencyKey", Wire.quote(timerID)), ("timeout", Wire.quote("\(millis)ms")),
+            ("id", Wire.quote(timerID)), ("idempotencyKey", Wire.quote(timerID)), ("timeout", timeout),
             ("tags", Wire.object([("warren:kind", "\"sleep\""), ("warren:timer", "\"true\"")])),
         ]))
-        if !snapshot.isSettled { throw Suspension(awaiting: [timerID]) }
+        if !snapshot.isSettled { throw interrupt(Suspension(awaiting: [timerID])) }
     }
 
-    /// The messages sent while running, for the worker to await before it reports.
-    func takeConfirmations() -> [PublishConfirmation] {
-        state.withLock { s in defer { s.confirmations.removeAll() }; return s.confirmations }
+    // MARK: For the worker
+
+    /// Waits for every step started with `beginRun` to finish.
+    func finishSteps() async {
+        while let next = state.withLock({ s in s.running.isEmpty ? nil : s.running.removeFirst() }) {
+            await next.value
+        }
     }
 
-    func outcome<R: Decodable>(of p: PromiseSnapshot, as: R.Type) throws -> R {
+    /// The step outcomes to report, and why the run stopped early, if it did.
+    func takeReport() -> (steps: [String], interrupt: (any Error)?) {
+        state.withLock { s in
+            defer { s.steps.removeAll() }
+            return (s.steps, s.interrupt)
+        }
+    }
+
+    static func outcome<R: Decodable>(of p: PromiseSnapshot, as: R.Type) throws -> R {
         switch p.state {
         case "RESOLVED": return try Wire.decode(R.self, from: p.value?.data)
         case "REJECTED_TIMEDOUT": throw WarrenError(.timedOut, "promise \(p.id) timed out")
-        case "REJECTED_CANCELED": throw WarrenError(.timedOut, "promise \(p.id) was cancelled")
-        default: throw WarrenError(.failed, "promise \(p.id) was rejected: \(p.value?.data ?? "no reason")")
+        case "REJECTED_CANCELED": throw WarrenError(.canceled, "promise \(p.id) was canceled")
+        default:
+            if let data = p.value?.data, let reason = try? JSONDecoder().decode([String: String].self, from: Data(data.utf8))["error"] {
+                throw WarrenError(.failed, reason)
+            }
+            throw WarrenError(.failed, "promise \(p.id) was rejected: \(p.value?.data ?? "no reason")")
         }
     }
+}
+
+/// A step started with ``Context/beginRun(_:_:name:retry:)``: await its value later.
+public struct StepHandle<R: Sendable>: Sendable {
+    /// The step's promise id.
+    public let id: String
+    let task: Task<R, any Error>
+
+    /// The step's result, or its error once its retries are exhausted.
+    public func value() async throws -> R { try await task.value }
 }
 
 /// A durable promise handle: await its value, here or after any number of restarts.
@@ -132,16 +264,75 @@ public struct DurablePromise: Sendable {
     /// The promise's id, to give to whoever settles it.
     public let id: String
     let snapshot: PromiseSnapshot
+    let context: Context?
+
+    init(id: String, snapshot: PromiseSnapshot, context: Context? = nil) {
+        self.id = id
+        self.snapshot = snapshot
+        self.context = context
+    }
 
     /// The value the promise was resolved with. While it is pending, the workflow suspends here:
     /// the worker lets go of it, and a worker continues from this line once it settles.
     public func value<T: Decodable>(as type: T.Type = T.self) async throws -> T {
-        guard snapshot.isSettled else { throw Suspension(awaiting: [id]) }
-        switch snapshot.state {
-        case "RESOLVED": return try Wire.decode(T.self, from: snapshot.value?.data)
-        case "REJECTED_TIMEDOUT": throw WarrenError(.timedOut, "promise \(id) timed out")
-        case "REJECTED_CANCELED": throw WarrenError(.timedOut, "promise \(id) was cancelled")
-        default: throw WarrenError(.failed, "promise \(id) was rejected: \(snapshot.value?.data ?? "no reason")")
+        guard snapshot.isSettled else {
+            let suspension = Suspension(awaiting: [id])
+            throw context?.interrupt(suspension) ?? suspension
         }
+        return try Context.outcome(of: snapshot, as: T.self)
     }
+}
+
+/// How a failing step is retried: exponential back-off on durable timers.
+public struct RetryPolicy: Sendable {
+    /// Attempts in all, the first included (1: never retried).
+    public var maximumAttempts: Int
+    /// The wait after the first failure.
+    public var initialDelay: Duration
+    /// Each further wait is this many times the one before.
+    public var backoffCoefficient: Double
+    /// No wait is longer.
+    public var maximumDelay: Duration
+    /// Whether an error may be retried; by default every error but a ``NonRetryableError``.
+    public var isRetryable: @Sendable (any Error) -> Bool
+
+    public init(maximumAttempts: Int = 5, initialDelay: Duration = .seconds(1), backoffCoefficient: Double = 2,
+                maximumDelay: Duration = .seconds(60), isRetryable: @escaping @Sendable (any Error) -> Bool = { !($0 is any NonRetryableError) }) {
+        self.maximumAttempts = max(1, maximumAttempts)
+        self.initialDelay = initialDelay
+        self.backoffCoefficient = max(1, backoffCoefficient)
+        self.maximumDelay = maximumDelay
+        self.isRetryable = isRetryable
+    }
+
+    /// Five attempts, waiting 1 s, 2 s, 4 s, 8 s between them.
+    public static let `default` = RetryPolicy()
+    /// One attempt: a failure reaches the workflow at once.
+    public static let never = RetryPolicy(maximumAttempts: 1)
+
+    func shouldRetry(_ error: any Error, afterFailures failures: Int) -> Bool {
+        failures < maximumAttempts && isRetryable(error)
+    }
+
+    /// The wait before the next attempt, in milliseconds.
+    func delay(afterFailures failures: Int) -> Int64 {
+        let initial = Double(initialDelay.components.seconds) * 1000 + Double(initialDelay.components.attoseconds) / 1e15
+        let cap = Double(maximumDelay.components.seconds) * 1000 + Double(maximumDelay.components.attoseconds) / 1e15
+        return Int64(min(cap, initial * pow(backoffCoefficient, Double(max(0, failures - 1)))))
+    }
+}
+
+/// An error that a step's retry policy never retries (by default): the workflow sees it at once.
+public protocol NonRetryableError: Error {}
+
+/// The failures of the step a task retries, from its execute message.
+struct TaskRetryInfo: Decodable, Sendable {
+    var step: String
+    var failures: Int
+}
+
+/// Thrown through the workflow's code when a step failed and will be retried after `delay`.
+struct RetryRequest: Error {
+    var step: String
+    var delay: Int64
 }

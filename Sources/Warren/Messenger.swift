@@ -78,8 +78,9 @@ final class Messenger: Sendable {
 
     /// Publishes a command and waits for the orchestrator's reply.
     ///
-    /// Commands are idempotent, so one whose publish was lost with the connection, or whose reply
-    /// does not come within `timeout`, is sent again (up to `attempts` times).
+    /// Commands are idempotent, so one whose publish was lost with the connection, whose reply
+    /// does not come within `timeout`, or whose reply may have been lost while the connection
+    /// recovered (the reply queue lives with the connection), is sent again (up to `attempts` times).
     func request(_ kind: String, _ body: String, timeout: Duration = .seconds(30), attempts: Int = 5) async throws -> AMQPDelivery {
         var lastError: any Error = WarrenError(.unavailable, "\(kind): no reply")
         for attempt in 1...max(1, attempts) {
@@ -87,13 +88,15 @@ final class Messenger: Sendable {
             let pending = PendingReply()
             pendingReplies.withLock { $0[correlationID] = pending }  // before publishing: a reply can be fast
             do {
+                let recoveries = connection.recoveryCount
                 try await publish(kind, body, replyTo: replyQueue, correlationID: correlationID).wait()
-                return try await pending.wait(timeout: timeout, what: kind)
+                return try await pending.wait(timeout: timeout, what: kind) { [connection] in connection.recoveryCount != recoveries }
             } catch {
                 _ = pendingReplies.withLock { $0.removeValue(forKey: correlationID) }
                 lastError = (error as? AMQPError).map { WarrenError(.unavailable, "\(kind): \($0.message)") } ?? error
+                if let e = error as? WarrenError, e.code == .timedOut { throw e }
                 logger.debug("request failed; sending it again", metadata: ["kind": "\(kind)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: .milliseconds(100 * attempt))
+                try await Task.sleep(for: .milliseconds(min(100 * attempt, 2000)))
             }
         }
         throw lastError
@@ -105,6 +108,33 @@ final class Messenger: Sendable {
         if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
         guard let promise = reply.promise else { throw WarrenError(.refused, "\(kind): the reply holds no promise") }
         return (promise, reply.created ?? false)
+    }
+
+    /// A command that subscribes to a promise (`promise.subscribe`, or `workflow.start` with
+    /// `"subscribe": true`): its answer is the promise once settled, sent by the orchestrator to
+    /// the reply queue when it settles. Nothing polls; the subscription is renewed only when the
+    /// connection recovered (its reply queue, and a settlement sent meanwhile, may be gone).
+    func settledRequest(_ kind: String, _ body: String, timeout: Duration) async throws -> PromiseSnapshot {
+        let deadline = ContinuousClock.now + timeout
+        let d = try await request(kind, body, timeout: timeout, attempts: 1000, deadline: deadline)
+        if d.properties.type == "promise.settled" {
+            do {
+                return try JSONDecoder().decode(PromiseSnapshot.self, from: Data(d.body))
+            } catch {
+                throw WarrenError(.codec, "\(kind): the settled promise could not be decoded: \(error)")
+            }
+        }
+        let reply = try JSONDecoder().decode(Wire.Reply.self, from: Data(d.body))
+        if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
+        throw WarrenError(.refused, "\(kind): the reply holds no settled promise")
+    }
+
+    private func request(_ kind: String, _ body: String, timeout: Duration, attempts: Int, deadline: ContinuousClock.Instant) async throws -> AMQPDelivery {
+        do {
+            return try await request(kind, body, timeout: max(.milliseconds(1), deadline - .now), attempts: attempts)
+        } catch let e as WarrenError where e.code == .unavailable && ContinuousClock.now >= deadline {
+            throw WarrenError(.timedOut, "\(kind): no outcome within \(timeout)")
+        }
     }
 
     /// Starts listening for the settled event of `id`; call `wait` on the result after sending
@@ -163,8 +193,9 @@ final class PendingReply: Sendable {
         waiter?.resume(with: result)
     }
 
-    /// The reply, or a timeout error after `timeout`.
-    func wait(timeout: Duration, what: String) async throws -> AMQPDelivery {
+    /// The reply, or an `unavailable` error after `timeout`, or as soon as `lost()` says the
+    /// reply may have been lost (checked every second: a local check, not a request).
+    func wait(timeout: Duration, what: String, lost: @escaping @Sendable () -> Bool = { false }) async throws -> AMQPDelivery {
         try await withThrowingTaskGroup(of: AMQPDelivery?.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<AMQPDelivery, any Error>) in
@@ -177,7 +208,14 @@ final class PendingReply: Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    do { try await Task.sleep(for: min(.seconds(1), deadline - .now)) } catch { return nil }
+                    if lost() {
+                        self.complete(.failure(WarrenError(.unavailable, "\(what): the connection recovered; the reply may be lost")))
+                        return nil
+                    }
+                }
                 self.complete(.failure(WarrenError(.unavailable, "\(what): no reply within \(timeout)")))
                 return nil
             }

@@ -23,16 +23,23 @@ extension Warren {
         }
     }
 
-    /// Runs one execute message. Acks it once the outcome is reported: a suspension or a
-    /// completion, never holding it across a wait.
+    /// Runs one execute message. Acks it once the outcome is reported: a suspension, a retry or
+    /// a completion, never holding it across a wait.
+    ///
+    /// The execute message carries the task's version and everything below its promise, so a
+    /// first delivery runs at once and its report is its claim. A redelivered one may have
+    /// reached another worker first: it is claimed (the orchestrator raises the version, fencing
+    /// the other worker off) and run with what the claim's reply holds.
     func execute(_ delivery: AMQPDelivery) async {
         do {
-            let message = try JSONDecoder().decode(Wire.Execute.self, from: Data(delivery.body))
-            let claim = try JSONDecoder().decode(Wire.Claimed.self, from: Data(try await messenger.request("task.claim", Wire.object([
-                ("id", Wire.quote(message.task.id)), ("version", "\(message.task.version)"), ("worker", Wire.quote(workerID)),
-                ("redelivered", delivery.redelivered ? "true" : "false"),
-            ])).body))
-            try await runClaimed(claim)
+            var message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(delivery.body))
+            if delivery.redelivered || message.children == nil {
+                message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(try await messenger.request("task.claim", Wire.object([
+                    ("id", Wire.quote(message.task.id)), ("version", "\(message.task.version)"), ("worker", Wire.quote(workerID)),
+                    ("redelivered", delivery.redelivered ? "true" : "false"),
+                ])).body))
+            }
+            try await runTask(message)
         } catch let e as WarrenError where e.code == .unavailable {
             // The orchestrator did not answer: give the message back; it comes again, redelivered,
             // and whoever gets it takes a new version.
@@ -40,7 +47,7 @@ extension Warren {
             try? delivery.reject(requeue: true)
             return
         } catch let e as AMQPError {
-            // A step or the report may not have reached the broker: run it again from the top.
+            // The report may not have reached the broker: run it again from the top.
             logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
             try? delivery.reject(requeue: true)
             return
@@ -53,34 +60,36 @@ extension Warren {
         do { try delivery.ack() } catch { logger.debug("ack failed; the broker redelivers", metadata: ["error": "\(error)"]) }
     }
 
-    private func runClaimed(_ claim: Wire.Claimed) async throws {
-        let task = claim.task
-        let invocation = try Wire.decode(Wire.Invocation.self, from: claim.promise.param?.data)
-        let ctx = Context(id: task.id, history: claim.children, messenger: messenger)
-        // Every report names the task, the version it holds and this worker: the fencing.
-        func report(_ kind: String, _ fields: [(String, String?)]) -> (kind: String, body: String) {
-            (kind, Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))] + fields))
-        }
-        func failure(_ message: String) throws -> (kind: String, body: String) {
-            report("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error": message]))])
-        }
-        let outcome: (kind: String, body: String)
+    private func runTask(_ message: Wire.TaskMessage) async throws {
+        let task = message.task
+        let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param?.data)
+        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger)
+        var outcome: (kind: String, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = try invocation.args.first.map { try Wire.json($0) } ?? "null"
             do {
-                outcome = report("task.complete", [("state", "\"resolved\""), ("value", try await function(ctx, argument))])
-            } catch let s as Suspension {
-                outcome = report("task.suspend", [("awaiting", try Wire.json(s.awaiting))])
+                outcome = ("task.complete", [("state", "\"resolved\""), ("value", try await function(ctx, argument))])
             } catch {
-                outcome = try failure("\(error)")
+                outcome = ("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
             }
+            // A parent finishes what it started before it reports.
+            await ctx.finishSteps()
         } else {
-            outcome = try failure("no function '\(invocation.function)' is registered in group '\(group)'")
+            outcome = ("task.complete", [("state", "\"rejected\""),
+                                         ("value", try Wire.json(["error": "no function '\(invocation.function)' is registered in group '\(group)'"]))])
         }
-        // The report follows the steps on the same channel; once it is confirmed, so are they.
-        let confirmations = ctx.takeConfirmations() + [try messenger.publish(outcome.kind, outcome.body)]
-        for c in confirmations { try await c.wait() }
-        logger.debug(outcome.kind == "task.suspend" ? "task suspended" : "task completed",
+        let report = ctx.takeReport()
+        // A suspension or a retry stops the run even if the workflow's code caught it.
+        switch report.interrupt {
+        case let s as Suspension: outcome = ("task.suspend", [("awaiting", try Wire.json(s.awaiting))])
+        case let r as RetryRequest: outcome = ("task.retry", [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
+        default: break
+        }
+        // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
+        let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]
+            + outcome.fields + [("steps", report.steps.isEmpty ? nil : "[" + report.steps.joined(separator: ",") + "]")])
+        try await messenger.publish(outcome.kind, body).wait()
+        logger.debug(outcome.kind == "task.suspend" ? "task suspended" : outcome.kind == "task.retry" ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
     }
 }

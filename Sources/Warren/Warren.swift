@@ -61,36 +61,62 @@ public final class Warren: Service {
     // MARK: Client
 
     /// Starts workflow `id` running `function(argument)` on the workers of `target` and waits for
-    /// its result, by listening for its settled event (never by polling). Starting an id that
-    /// exists returns that workflow's result; another function or argument under it is refused.
+    /// its result. The orchestrator sends the settled workflow to this client when it completes
+    /// (a subscription kept with the promise; nothing polls). Starting an id that exists returns
+    /// that workflow's result, running or finished, without running it twice; another function or
+    /// argument under it is refused.
     public func rpc<A: Encodable, R: Decodable>(_ id: String, _ function: String, _ argument: A,
                                                 target: String = "workers", timeout: Duration = .seconds(86_400),
                                                 as: R.Type = R.self) async throws -> R {
-        let watch = try await messenger.watchSettled(id)
-        let (promise, _): (PromiseSnapshot, Bool)
-        do {
-            (promise, _) = try await messenger.promiseRequest("workflow.start", Wire.object([
-                ("id", Wire.quote(id)), ("function", Wire.quote(function)), ("args", "[" + (try Wire.json(argument)) + "]"),
-                ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
-            ]))
-        } catch {
-            await watch.cancel()
-            throw error
-        }
-        let settled = promise.isSettled ? promise : try await watch.wait()
-        if promise.isSettled { await watch.cancel() }
-        switch settled.state {
-        case "RESOLVED": return try Wire.decode(R.self, from: settled.value?.data)
-        default: throw WarrenError(.failed, "workflow \(id) ended \(settled.state): \(settled.value?.data ?? "")")
-        }
+        let settled = try await messenger.settledRequest("workflow.start", try Self.startBody(
+            id, function, argument, target: target, timeout: timeout, subscribe: true), timeout: timeout)
+        return try Context.outcome(of: settled, as: R.self)
     }
 
-    /// Settles promises from outside a workflow.
-    public var promises: Promises { Promises(messenger: messenger) }
+    /// Starts workflow `id` (or finds it, if it exists with the same function and argument) and
+    /// returns a handle to its result. The workflow is durable when this returns.
+    public func beginRpc<A: Encodable>(_ id: String, _ function: String, _ argument: A,
+                                       target: String = "workers", timeout: Duration = .seconds(86_400)) async throws -> WorkflowHandle {
+        _ = try await messenger.promiseRequest("workflow.start", try Self.startBody(
+            id, function, argument, target: target, timeout: timeout, subscribe: false))
+        return WorkflowHandle(id: id, messenger: messenger)
+    }
+
+    /// A handle to workflow `id`, started anywhere: attach to it, running or finished.
+    public func get(_ id: String) -> WorkflowHandle {
+        WorkflowHandle(id: id, messenger: messenger)
+    }
+
+    static func startBody<A: Encodable>(_ id: String, _ function: String, _ argument: A, target: String,
+                                        timeout: Duration, subscribe: Bool) throws -> String {
+        Wire.object([
+            ("id", Wire.quote(id)), ("function", Wire.quote(function)), ("args", "[" + (try Wire.json(argument)) + "]"),
+            ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
+            ("subscribe", subscribe ? "true" : nil),
+        ])
+    }
 
     /// The promise operations of the client.
+    public var promises: Promises { Promises(messenger: messenger) }
+
+    /// The promise operations of the client, over AMQP request/reply.
     public struct Promises: Sendable {
         let messenger: Messenger
+
+        /// Creates promise `id`; with the same `idempotencyKey`, creating it again returns it.
+        @discardableResult
+        public func create(_ id: String, timeout: Duration = .seconds(86_400), idempotencyKey: String? = nil,
+                           tags: [String: String] = [:]) async throws -> PromiseSnapshot {
+            try await messenger.promiseRequest("promise.create", Wire.object([
+                ("id", Wire.quote(id)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
+                ("idempotencyKey", idempotencyKey.map(Wire.quote)), ("tags", tags.isEmpty ? nil : try Wire.json(tags)),
+            ])).promise
+        }
+
+        /// The promise `id` as it is now.
+        public func get(_ id: String) async throws -> PromiseSnapshot {
+            try await messenger.promiseRequest("promise.get", Wire.object([("id", Wire.quote(id))])).promise
+        }
 
         /// Resolves promise `id` with `value`; the first outcome wins.
         @discardableResult
@@ -103,5 +129,37 @@ public final class Warren: Service {
         public func reject<T: Encodable>(_ id: String, value: T) async throws -> PromiseSnapshot {
             try await messenger.promiseRequest("promise.reject", Wire.object([("id", Wire.quote(id)), ("value", try Wire.json(value))])).promise
         }
+
+        /// Cancels promise `id`.
+        @discardableResult
+        public func cancel(_ id: String) async throws -> PromiseSnapshot {
+            try await messenger.promiseRequest("promise.cancel", Wire.object([("id", Wire.quote(id))])).promise
+        }
+
+        /// One page of the promises whose id matches `pattern` (`*` matches any run of
+        /// characters), in id order; pass the returned cursor for the next page.
+        public func search(_ pattern: String = "*", state: String? = nil, tags: [String: String] = [:], limit: Int = 100,
+                           cursor: String? = nil) async throws -> (promises: [PromiseSnapshot], cursor: String?) {
+            let reply = try JSONDecoder().decode(Wire.SearchReply.self, from: Data(try await messenger.request("promise.search", Wire.object([
+                ("id", Wire.quote(pattern)), ("state", state.map(Wire.quote)), ("tags", tags.isEmpty ? nil : try Wire.json(tags)),
+                ("limit", "\(limit)"), ("cursor", cursor.map(Wire.quote)),
+            ])).body))
+            if let error = reply.error { throw WarrenError(.refused, "promise.search: \(error.code): \(error.message)") }
+            return (reply.promises ?? [], reply.cursor)
+        }
+    }
+}
+
+/// A workflow started elsewhere or earlier: wait for its result.
+public struct WorkflowHandle: Sendable {
+    /// The workflow's id.
+    public let id: String
+    let messenger: Messenger
+
+    /// The workflow's result, once it completes (at once if it has). The orchestrator sends the
+    /// settled workflow to this client; nothing polls.
+    public func result<R: Decodable>(as: R.Type = R.self, timeout: Duration = .seconds(86_400)) async throws -> R {
+        let settled = try await messenger.settledRequest("promise.subscribe", Wire.object([("id", Wire.quote(id))]), timeout: timeout)
+        return try Context.outcome(of: settled, as: R.self)
     }
 }

@@ -15,8 +15,10 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         public static let unknownFunction = Code(raw: "unknownFunction")
         /// A value could not be encoded or decoded as JSON.
         public static let codec = Code(raw: "codec")
-        /// The promise timed out or was cancelled.
+        /// The promise timed out.
         public static let timedOut = Code(raw: "timedOut")
+        /// The promise was canceled.
+        public static let canceled = Code(raw: "canceled")
     }
 
     public var code: Code

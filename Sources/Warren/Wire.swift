@@ -14,6 +14,11 @@ public struct PromiseSnapshot: Codable, Sendable, Equatable {
     public var tags: [String: String]?
 
     public var isSettled: Bool { state != "PENDING" }
+
+    /// The workflow a promise belongs to: its id up to the first dot.
+    static func rootID(of id: String) -> String {
+        id.firstIndex(of: ".").map { String(id[..<$0]) } ?? id
+    }
 }
 
 /// Small helpers for the JSON bodies of the message contract.
@@ -58,22 +63,25 @@ enum Wire {
         var error: ErrorBody?
     }
 
+    struct SearchReply: Decodable {
+        var promises: [PromiseSnapshot]?
+        var cursor: String?
+        var error: ErrorBody?
+    }
+
     struct ErrorBody: Decodable {
         var code: String
         var message: String
     }
 
-    struct Claimed: Decodable {
-        struct Task: Decodable { var id: String; var version: Int64; var group: String }
+    /// An execute message, or the reply to a claim: the task version to report with, its
+    /// promise, and the promises below it (`nil` in an execute message of an older orchestrator,
+    /// which the worker then claims).
+    struct TaskMessage: Decodable {
+        struct Task: Decodable { var id: String; var version: Int64; var group: String; var retry: TaskRetryInfo? }
         var task: Task
         var promise: PromiseSnapshot
-        var children: [PromiseSnapshot]
-    }
-
-    struct Execute: Decodable {
-        struct Task: Decodable { var id: String; var version: Int64; var group: String }
-        var task: Task
-        var promise: PromiseSnapshot
+        var children: [PromiseSnapshot]?
     }
 
     /// The param of a workflow's root promise.

@@ -141,6 +141,19 @@ public final class Orchestrator: Service {
         let delivery: AMQPDelivery
         var replyTo: String? { delivery.properties.replyTo.flatMap { $0.isEmpty ? nil : $0 } }
         var correlationID: String? { delivery.properties.correlationID }
+
+        func requireReplyTo() throws -> String {
+            guard let replyTo else { throw StoreError(.invalidArgument, "this command answers in a reply: set the reply_to property") }
+            return replyTo
+        }
+
+        /// The sender as a subscriber: its `reply_to` and `correlation_id`.
+        func subscriber() throws -> Subscriber {
+            guard let replyTo, let correlationID, !correlationID.isEmpty else {
+                throw StoreError(.invalidArgument, "a subscription answers in a reply: set the reply_to and correlation_id properties")
+            }
+            return Subscriber(address: replyTo, correlation: correlationID)
+        }
     }
 
     /// Applies one decoded message and writes what it causes to the outbox.
@@ -153,20 +166,35 @@ public final class Orchestrator: Service {
                 if let replyTo = incoming.replyTo {
                     try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: result.promise, created: result.created))
                 }
-            case .startWorkflow(let r, let function):
+            case .startWorkflow(let r, let function, let subscribe):
+                let subscriber = subscribe ? try incoming.subscriber() : nil
                 let result = try tx.createPromise(r, now: now)
                 if !result.created, result.promise.param.data != r.param.data {
                     throw StoreError(.alreadyExists, "workflow '\(r.id)' exists with another function or arguments than \(function)(…)", promise: result.promise)
                 }
                 if let task = result.task, result.created {
-                    try tx.enqueue(Outbound.execute(task, promise: result.promise, config: config))
+                    // A new workflow has no children yet: the execute message is all a worker needs.
+                    try tx.enqueue(Outbound.execute(task, promise: result.promise, children: [], config: config))
                 }
-                if let replyTo = incoming.replyTo {
+                if let subscriber {
+                    try Self.subscribe(subscriber, to: r.id, tx: tx, now: now)
+                } else if let replyTo = incoming.replyTo {
                     try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: result.promise, created: result.created))
                 }
+            case .getPromise(let id):
+                let replyTo = try incoming.requireReplyTo()
+                guard let p = try tx.promise(id: id, now: now) else {
+                    throw StoreError(.notFound, "no promise with id '\(id)'; create it first (ids are case-sensitive)")
+                }
+                try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: p))
+            case .subscribe(let id):
+                try Self.subscribe(try incoming.subscriber(), to: id, tx: tx, now: now)
+            case .searchPromises(let search):
+                let replyTo = try incoming.requireReplyTo()
+                try tx.enqueue(Outbound.searchReply(to: replyTo, correlationID: incoming.correlationID, page: try tx.search(search, now: now)))
             case .settlePromise(let r):
                 let result = try tx.settlePromise(r, now: now)
-                if result.settled { try settled(result, tx: tx, config: config) }
+                if result.settled { try settled(result, tx: tx, now: now, config: config) }
                 if let replyTo = incoming.replyTo {
                     try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: result.promise, created: false))
                 }
@@ -180,14 +208,15 @@ public final class Orchestrator: Service {
                     try tx.enqueue(Outbound.claimed(task, promise: promise, children: try children(of: id, tx: tx, now: now),
                                                     replyTo: replyTo, correlationID: incoming.correlationID))
                 }
-            case let .suspendTask(id, version, worker, awaiting):
-                if case .resumed(let task) = try tx.suspendTask(id: id, version: version, worker: worker, awaiting: awaiting, now: now),
-                   let promise = try tx.promise(id: id, now: now) {
-                    try tx.enqueue(Outbound.execute(task, promise: promise, config: config))
+            case let .suspendTask(id, version, worker, awaiting, steps):
+                if case .resumed(let task) = try tx.suspendTask(id: id, version: version, worker: worker, awaiting: awaiting, steps: steps, now: now) {
+                    try execute(task, tx: tx, now: now, config: config)
                 }
-            case let .completeTask(id, version, worker, settle):
-                let result = try tx.completeTask(id: id, version: version, worker: worker, settle: settle, now: now)
-                if result.settled { try settled(result, tx: tx, config: config) }
+            case let .completeTask(id, version, worker, settle, steps):
+                let result = try tx.completeTask(id: id, version: version, worker: worker, settle: settle, steps: steps, now: now)
+                if result.settled { try settled(result, tx: tx, now: now, config: config) }
+            case let .retryTask(id, version, worker, delay, failedStep, steps):
+                _ = try tx.retryTask(id: id, version: version, worker: worker, due: now + delay, failedStep: failedStep, steps: steps, now: now)
             }
         } catch let e as StoreError {
             if let replyTo = incoming.replyTo {
@@ -204,13 +233,25 @@ public final class Orchestrator: Service {
         }
     }
 
-    /// What a settlement causes: its event, and an execute message for every resumed task.
-    static func settled(_ result: SettleResult, tx: any StoreTransaction, config: OrchestratorConfiguration) throws {
+    /// Answers `subscriber` with the promise once it is settled: now, or when it settles.
+    static func subscribe(_ subscriber: Subscriber, to id: String, tx: any StoreTransaction, now: Int64) throws {
+        let p = try tx.subscribe(promiseID: id, address: subscriber.address, correlation: subscriber.correlation, now: now)
+        if p.state.isSettled { try tx.enqueue(Outbound.notify(subscriber, of: p)) }
+    }
+
+    /// What a settlement causes: its event, the answers to its subscribers, and an execute
+    /// message for every resumed task.
+    static func settled(_ result: SettleResult, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration) throws {
         try tx.enqueue(Outbound.settledEvent(result.promise, config: config))
-        for task in result.resumedTasks {
-            guard let p = try tx.promise(id: task.id, now: result.promise.completedOn ?? 0) else { continue }
-            try tx.enqueue(Outbound.execute(task, promise: p, config: config))
-        }
+        for subscriber in result.subscribers { try tx.enqueue(Outbound.notify(subscriber, of: result.promise)) }
+        for task in result.resumedTasks { try execute(task, tx: tx, now: now, config: config) }
+    }
+
+    /// An execute message for a task handed out (again): its root promise and every promise
+    /// below it, so that the worker replays without asking.
+    static func execute(_ task: TaskRecord, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration) throws {
+        guard let p = try tx.promise(id: task.id, now: now) else { return }
+        try tx.enqueue(Outbound.execute(task, promise: p, children: try children(of: task.id, tx: tx, now: now), config: config))
     }
 
     /// The promises below a root, settled or pending, which a worker replays without asking.
@@ -235,9 +276,8 @@ public final class Orchestrator: Service {
                     let fired = try tx.fireTimers(now: now, limit: 1000)
                     for f in fired {
                         switch f {
-                        case .promiseTimeout(let result): try Self.settled(result, tx: tx, config: config)
-                        case .taskRetry(let task):
-                            if let p = try tx.promise(id: task.id, now: now) { try tx.enqueue(Outbound.execute(task, promise: p, config: config)) }
+                        case .promiseTimeout(let result): try Self.settled(result, tx: tx, now: now, config: config)
+                        case .taskRetry(let task): try Self.execute(task, tx: tx, now: now, config: config)
                         }
                     }
                     return (fired.count, try tx.nextTimerDue())

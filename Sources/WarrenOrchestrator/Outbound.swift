@@ -22,28 +22,44 @@ enum Outbound {
                       body: Array((try? encoder.encode(p)) ?? Data()))
     }
 
-    /// `task.execute` on `execute.<group>`: run (or replay) this task version.
-    static func execute(_ task: TaskRecord, promise: PromiseRecord, config: OrchestratorConfiguration) -> OutboxMessage {
-        struct Body: Encodable { var task: TaskBody; var promise: PromiseRecord }
-        struct TaskBody: Encodable { var id: String; var version: Int64; var group: String }
-        let body = Body(task: TaskBody(id: task.id, version: task.version, group: task.group), promise: promise)
-        return OutboxMessage(exchange: config.exchange, routingKey: "execute." + task.group, kind: "task.execute",
-                             body: Array((try? encoder.encode(body)) ?? Data()))
+    /// `task.execute` on `execute.<group>`: run (or replay) this task version, with its root
+    /// promise and every promise below it (what a replay needs), and the failures of the step it
+    /// retries, if any. Reporting for this version claims it.
+    static func execute(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord],
+                        config: OrchestratorConfiguration) -> OutboxMessage {
+        OutboxMessage(exchange: config.exchange, routingKey: "execute." + task.group, kind: "task.execute",
+                      body: Array((try? encoder.encode(TaskMessage(task, promise: promise, children: children))) ?? Data()))
+    }
+
+    /// The task part of execute messages and claim replies.
+    struct TaskMessage: Encodable {
+        struct Task: Encodable {
+            var id: String; var version: Int64; var group: String; var retry: Retry?
+        }
+        struct Retry: Encodable { var step: String; var failures: Int }
+        var task: Task; var promise: PromiseRecord; var children: [PromiseRecord]
+
+        init(_ t: TaskRecord, promise: PromiseRecord, children: [PromiseRecord]) {
+            task = Task(id: t.id, version: t.version, group: t.group, retry: t.retry.map { Retry(step: $0.step, failures: $0.failures) })
+            self.promise = promise
+            self.children = children
+        }
+    }
+
+    /// The settled promise, to a subscriber's address, with its correlation id.
+    static func notify(_ s: Subscriber, of p: PromiseRecord) -> OutboxMessage {
+        OutboxMessage(exchange: "", routingKey: s.address, kind: "promise.settled", headers: [correlationIDKey: s.correlation],
+                      body: Array((try? encoder.encode(p)) ?? Data()))
     }
 
     /// The answer to `task.claim`: the task's version to report with, its promise, and the
     /// promises below it (settled or pending) for replay.
     static func claimed(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord], replyTo: String,
                         correlationID: String?) -> OutboxMessage {
-        struct Body: Encodable {
-            var task: TaskBody; var promise: PromiseRecord; var children: [PromiseRecord]
-        }
-        struct TaskBody: Encodable { var id: String; var version: Int64; var group: String }
-        let body = Body(task: TaskBody(id: task.id, version: task.version, group: task.group), promise: promise, children: children)
         var headers: [String: String] = [:]
         if let correlationID { headers[correlationIDKey] = correlationID }
         return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
-                             body: Array((try? encoder.encode(body)) ?? Data()))
+                             body: Array((try? encoder.encode(TaskMessage(task, promise: promise, children: children))) ?? Data()))
     }
 
     /// The answer to a command that named `reply_to`: the promise, or an error.
@@ -60,6 +76,15 @@ enum Outbound {
         if let correlationID { headers[correlationIDKey] = correlationID }
         return OutboxMessage(exchange: "", routingKey: replyTo, kind: error == nil ? "reply" : "error", headers: headers,
                              body: Array((try? encoder.encode(body)) ?? Data()))
+    }
+
+    /// The answer to `promise.search`: a page of promises and the cursor of the next.
+    static func searchReply(to replyTo: String, correlationID: String?, page: PromisePage) -> OutboxMessage {
+        struct Body: Encodable { var promises: [PromiseRecord]; var cursor: String? }
+        var headers: [String: String] = [:]
+        if let correlationID { headers[correlationIDKey] = correlationID }
+        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
+                             body: Array((try? encoder.encode(Body(promises: page.promises, cursor: page.cursor))) ?? Data()))
     }
 
     /// The original message with the reason it could not be applied, for `<prefix>.dead`.

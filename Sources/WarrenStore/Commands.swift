@@ -89,6 +89,39 @@ public struct SettleResult: Sendable, Equatable {
     /// Suspended tasks that awaited this promise and must now be handed out again (each with
     /// its version already raised).
     public var resumedTasks: [TaskRecord]
+    /// Who subscribed to the outcome (``StoreTransaction/subscribe(promiseID:address:correlation:now:)``)
+    /// and must now be told; their subscriptions are gone.
+    public var subscribers: [Subscriber] = []
+}
+
+/// Someone waiting for a promise's outcome: an address (for the orchestrator, a reply queue) and
+/// the correlation id to answer with.
+public struct Subscriber: Sendable, Equatable, Hashable {
+    public var address: String
+    public var correlation: String
+
+    public init(address: String, correlation: String) {
+        self.address = address
+        self.correlation = correlation
+    }
+}
+
+/// The outcome of a step a worker ran, recorded with the report of the task that ran it (a
+/// promise below the task's, created settled).
+public struct StepOutcome: Sendable, Equatable {
+    /// The step's promise id: below the task's id (`<task>.<n>`).
+    public var id: String
+    /// `.resolve` or `.reject`.
+    public var completion: PromiseRules.Completion
+    public var value: PromiseValue
+    public var tags: [String: String]
+
+    public init(id: String, completion: PromiseRules.Completion = .resolve, value: PromiseValue, tags: [String: String] = [:]) {
+        self.id = id
+        self.completion = completion
+        self.value = value
+        self.tags = tags
+    }
 }
 
 /// A task: the work of running one promise's function, handed to workers of its group.
@@ -113,6 +146,21 @@ public struct TaskRecord: Sendable, Equatable {
     /// The worker holding the current version, when acquired.
     public var worker: String?
     public var updatedOn: Int64
+    /// The step whose failures the task is retrying, and how many attempts of it failed so far.
+    public var retry: TaskRetry? = nil
+}
+
+/// A step that failed and waits for its next attempt.
+public struct TaskRetry: Sendable, Equatable {
+    /// The step's promise id.
+    public var step: String
+    /// The attempts of the step that failed so far (1 after the first failure).
+    public var failures: Int
+
+    public init(step: String, failures: Int) {
+        self.step = step
+        self.failures = failures
+    }
 }
 
 /// A timer that came due, with what firing it did.

@@ -49,14 +49,26 @@ public protocol StoreTransaction: StoreReader {
     func redispatchTask(id: String, now: Int64) throws -> TaskRecord
     /// A worker takes the current version of a task. Refused for another version, or when
     /// another worker holds it.
+    ///
+    /// Claiming is optional: a report (suspend, complete, retry) for the current version of a
+    /// pending task claims it implicitly, so a worker that received the version in an execute
+    /// message reports without a round trip. A redelivered execute message is claimed after
+    /// ``redispatchTask(id:now:)``, so whatever another worker reports for the old version no
+    /// longer counts.
     func claimTask(id: String, version: Int64, worker: String, now: Int64) throws -> TaskRecord
-    /// The worker holding the task waits for `awaiting`. If one of them is settled already, the
-    /// task is handed out again at once (`resumed`), so a resolve that raced the suspend is not lost.
-    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult
-    /// The worker holding the task settles its promise: the task is completed.
-    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult
-    /// The worker holding the task lets it go to be retried at `due` (a retry back-off).
-    func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord
+    /// The worker holding the task records `steps` and waits for `awaiting`. If one of them is
+    /// settled already, the task is handed out again at once (`resumed`), so a resolve that raced
+    /// the suspend is not lost.
+    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], steps: [StepOutcome], now: Int64) throws -> SuspendResult
+    /// The worker holding the task records `steps` and settles its promise: the task is completed.
+    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome], now: Int64) throws -> SettleResult
+    /// The worker holding the task records `steps` and lets it go, to be handed out again at
+    /// `due` (a retry back-off); `failedStep` names the step that failed, whose failures are
+    /// counted in the task's ``TaskRecord/retry``.
+    func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord
+    /// Subscribes `address` to the outcome of a promise: the promise as it is now, and, while it
+    /// is pending, a subscription that the settlement returns in ``SettleResult/subscribers``.
+    func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord
     /// Fires up to `limit` timers due at `now` and returns what firing them did.
     func fireTimers(now: Int64, limit: Int) throws -> [FiredTimer]
     /// When the next timer is due, if any.
@@ -68,6 +80,23 @@ public protocol StoreTransaction: StoreReader {
     /// Deletes settled workflows (a root promise and every promise below it, with their tasks)
     /// whose root settled before `completedBefore`, up to `limit` roots. Returns how many.
     func deleteSettledWorkflows(completedBefore: Int64, limit: Int) throws -> Int
+}
+
+extension StoreTransaction {
+    /// ``suspendTask(id:version:worker:awaiting:steps:now:)`` without steps.
+    public func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult {
+        try suspendTask(id: id, version: version, worker: worker, awaiting: awaiting, steps: [], now: now)
+    }
+
+    /// ``completeTask(id:version:worker:settle:steps:now:)`` without steps.
+    public func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult {
+        try completeTask(id: id, version: version, worker: worker, settle: settle, steps: [], now: now)
+    }
+
+    /// ``retryTask(id:version:worker:due:failedStep:steps:now:)`` without steps.
+    public func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord {
+        try retryTask(id: id, version: version, worker: worker, due: due, failedStep: nil, steps: [], now: now)
+    }
 }
 
 /// The outcome of ``StoreTransaction/suspendTask(id:version:worker:awaiting:now:)``.

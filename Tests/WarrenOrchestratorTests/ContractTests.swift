@@ -12,6 +12,22 @@ struct ContractTests {
                                   defaultTimeout: 86_400_000, maximumBodyBytes: 1000)
     }
 
+    @Test func reportsCarryTheStepsTheWorkerRan() throws {
+        guard case let .completeTask(_, _, _, settle, steps) = try decode("task.complete", #"{"id": "w", "version": 2, "worker": "x", "value": 3, "steps": [{"id": "w.1", "value": {"a": 1}, "tags": {"warren:kind": "run:a"}}, {"id": "w.2", "state": "rejected", "value": "boom"}]}"#) else {
+            Issue.record("not a completion"); return
+        }
+        #expect(settle.value.data == "3")
+        #expect(steps == [StepOutcome(id: "w.1", value: PromiseValue(data: #"{"a":1}"#), tags: ["warren:kind": "run:a"]),
+                          StepOutcome(id: "w.2", completion: .reject, value: PromiseValue(data: #""boom""#))])
+        guard case let .retryTask(_, _, _, delay, step, _) = try decode("task.retry", #"{"id": "w", "version": 2, "worker": "x", "delay": 1500, "step": "w.3"}"#) else {
+            Issue.record("not a retry"); return
+        }
+        #expect(delay == 1500 && step == "w.3")
+        guard case .startWorkflow(_, _, true) = try decode("workflow.start", #"{"id": "w", "function": "f", "group": "g", "subscribe": true}"#) else {
+            Issue.record("not a subscribing start"); return
+        }
+    }
+
     @Test(arguments: [("500ms", 500), ("90s", 90_000), ("15m", 900_000), ("24h", 86_400_000), ("7d", 604_800_000)] as [(String, Int64)])
     func durations(text: String, millis: Int64) throws {
         guard case .createPromise(let r) = try decode("promise.create", #"{"id": "p", "timeout": "\#(text)"}"#) else {
@@ -40,7 +56,7 @@ struct ContractTests {
     }
 
     @Test func aWorkflowStartIsARootPromiseWithATask() throws {
-        guard case .startWorkflow(let r, let function) = try decode("workflow.start", #"{"id": "hitl-001", "function": "foo-workflow", "args": ["hitl-001"], "group": "workers"}"#) else {
+        guard case .startWorkflow(let r, let function, _) = try decode("workflow.start", #"{"id": "hitl-001", "function": "foo-workflow", "args": ["hitl-001"], "group": "workers"}"#) else {
             Issue.record("not a start"); return
         }
         #expect(function == "foo-workflow")
@@ -61,6 +77,10 @@ struct ContractTests {
         ("workflow.start", #"{"id": "w", "group": "g"}"#, "'function' is missing"),
         ("workflow.start", #"{"id": "w", "function": "f", "group": "g", "args": "x"}"#, "array"),
         ("task.unknown", #"{"id": "p"}"#, "unknown kind"),
+        ("task.complete", #"{"id": "w", "version": 1, "worker": "x", "steps": {"id": "w.1"}}"#, "'steps' must be an array"),
+        ("task.complete", #"{"id": "w", "version": 1, "worker": "x", "steps": [{"id": "w.1", "state": "pending"}]}"#, "step's 'state'"),
+        ("task.suspend", #"{"id": "w", "version": 1, "worker": "x", "awaiting": [], "steps": []}"#, "'awaiting'"),
+        ("task.retry", #"{"id": "w", "version": 1, "worker": "x", "delay": -1}"#, "'delay'"),
     ])
     func badMessagesSayWhatIsWrong(kind: String, body: String, mentions: String) {
         do {

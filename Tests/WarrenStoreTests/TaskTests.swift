@@ -108,4 +108,96 @@ struct TaskTests {
         guard case .taskRetry(let t)? = fired.first else { Issue.record("\(fired)"); return }
         #expect(t.id == "wf" && t.version == 2 && t.state == .pending)
     }
+
+    @Test func aReportForThePendingVersionIsItsClaimAndRecordsItsSteps() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let s = temp.store
+        _ = try s.create("wf", group: "workers")
+        let steps = [StepOutcome(id: "wf.1", value: PromiseValue(data: "1"), tags: ["warren:kind": "run:a"]),
+                     StepOutcome(id: "wf.2", completion: .reject, value: PromiseValue(data: "\"boom\""))]
+        // A step outside the task, or a refused completion, leaves no trace.
+        expectStoreError(.invalidArgument) {
+            _ = try s.writeSync { tx in
+                try tx.completeTask(id: "wf", version: 1, worker: "w", settle: SettlePromise(id: "wf", completion: .resolve),
+                                    steps: steps + [StepOutcome(id: "other.1", value: .empty)], now: t0)
+            }
+        }
+        #expect(try s.get("wf.1") == nil)
+        let done = try s.writeSync { tx in
+            try tx.completeTask(id: "wf", version: 1, worker: "w", settle: SettlePromise(id: "wf", completion: .resolve, value: PromiseValue(data: "3")),
+                                steps: steps, now: t0 + 1)
+        }
+        #expect(done.settled && done.promise.state == .resolved)
+        #expect(try s.get("wf.1")?.state == .resolved)
+        #expect(try s.get("wf.1")?.value.data == "1")
+        #expect(try s.get("wf.1")?.tags == ["warren:kind": "run:a"])
+        #expect(try s.get("wf.2")?.state == .rejected)
+        // A second worker's report for the same version no longer counts.
+        expectStoreError(.staleTask) {
+            _ = try s.writeSync { tx in
+                try tx.completeTask(id: "wf", version: 1, worker: "x", settle: SettlePromise(id: "wf", completion: .resolve), now: t0)
+            }
+        }
+    }
+
+    @Test func aSuspendOnAStepRecordedWithItResumesAtOnce() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let s = temp.store
+        _ = try s.create("wf", group: "workers")
+        let r = try s.writeSync { tx in
+            try tx.suspendTask(id: "wf", version: 1, worker: "w", awaiting: ["wf.1"],
+                               steps: [StepOutcome(id: "wf.1", value: PromiseValue(data: "1"))], now: t0)
+        }
+        guard case .resumed(let t) = r else { Issue.record("\(r)"); return }
+        #expect(t.version == 2)
+    }
+
+    @Test func retriesCountTheFailuresOfOneStep() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let s = temp.store
+        _ = try s.create("wf", group: "workers")
+        var version: Int64 = 1
+        for failures in 1...3 {
+            let t = try s.writeSync { [version] tx in
+                try tx.retryTask(id: "wf", version: version, worker: "w", due: t0, failedStep: "wf.2",
+                                 steps: [StepOutcome(id: "wf.1", value: .empty)], now: t0)
+            }
+            #expect(t.retry == TaskRetry(step: "wf.2", failures: failures))
+            let fired = try s.writeSync { tx in try tx.fireTimers(now: t0 + 1, limit: 10) }
+            guard case .taskRetry(let next)? = fired.first else { Issue.record("\(fired)"); return }
+            #expect(next.retry == TaskRetry(step: "wf.2", failures: failures))
+            version = next.version
+        }
+        // Another step's failure starts its own count.
+        let t = try s.writeSync { [version] tx in
+            try tx.retryTask(id: "wf", version: version, worker: "w", due: t0, failedStep: "wf.3", steps: [], now: t0)
+        }
+        #expect(t.retry == TaskRetry(step: "wf.3", failures: 1))
+        #expect(try s.get("wf.1")?.state == .resolved)
+    }
+
+    @Test func subscribersAreToldOnceWhenThePromiseSettlesOrTimesOut() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let s = temp.store
+        _ = try s.create("p")
+        _ = try s.create("q", timeout: t0 + 10)
+        for c in ["c1", "c2", "c1"] {
+            let p = try s.writeSync { tx in try tx.subscribe(promiseID: "p", address: "reply.a", correlation: c, now: t0) }
+            #expect(p.state == .pending)
+        }
+        _ = try s.writeSync { tx in try tx.subscribe(promiseID: "q", address: "reply.b", correlation: "c3", now: t0) }
+        expectStoreError(.notFound) { _ = try s.writeSync { tx in try tx.subscribe(promiseID: "nope", address: "a", correlation: "c", now: t0) } }
+        let settled = try s.settle("p", data: "1")
+        #expect(Set(settled.subscribers) == [Subscriber(address: "reply.a", correlation: "c1"), Subscriber(address: "reply.a", correlation: "c2")])
+        // Subscribing to a settled promise answers with it and keeps nothing.
+        let p = try s.writeSync { tx in try tx.subscribe(promiseID: "p", address: "reply.a", correlation: "c9", now: t0) }
+        #expect(p.state == .resolved)
+        let fired = try s.writeSync { tx in try tx.fireTimers(now: t0 + 10, limit: 10) }
+        guard case .promiseTimeout(let r)? = fired.first else { Issue.record("\(fired)"); return }
+        #expect(r.subscribers == [Subscriber(address: "reply.b", correlation: "c3")])
+    }
 }

@@ -13,18 +13,30 @@ enum InboundMessage: Equatable {
     case settlePromise(SettlePromise)
     /// `workflow.start`: a root promise with a task for `group`, whose param holds the function
     /// and its arguments.
-    case startWorkflow(CreatePromise, function: String)
+    /// With `subscribe`, the caller is answered with the workflow's settled root (now, or when
+    /// it settles) instead of an immediate reply.
+    case startWorkflow(CreatePromise, function: String, subscribe: Bool)
+    /// `promise.get`: the promise, in a reply.
+    case getPromise(id: String)
+    /// `promise.subscribe`: the settled promise, sent to `reply_to` now or when it settles.
+    case subscribe(id: String)
+    /// `promise.search`: a page of promises, in a reply.
+    case searchPromises(PromiseSearch)
     /// `task.claim`: a worker takes the version of a task its execute message named (after a
     /// redelivered execute, a new version first).
     case claimTask(id: String, version: Int64, worker: String, redelivered: Bool)
-    /// `task.suspend`: the worker waits for these promises and lets the task go.
-    case suspendTask(id: String, version: Int64, worker: String, awaiting: [String])
-    /// `task.complete`: the worker settles the task's promise with the function's outcome.
-    case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise)
+    /// `task.suspend`: the worker records its steps, waits for these promises and lets the task go.
+    case suspendTask(id: String, version: Int64, worker: String, awaiting: [String], steps: [StepOutcome])
+    /// `task.complete`: the worker records its steps and settles the task's promise with the
+    /// function's outcome.
+    case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome])
+    /// `task.retry`: the worker records its steps and lets the task go until `delay` has passed
+    /// (milliseconds), because `failedStep` failed.
+    case retryTask(id: String, version: Int64, worker: String, delay: Int64, failedStep: String?, steps: [StepOutcome])
 
     /// The kinds the orchestrator consumes, by routing key.
-    static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "workflow.start",
-                        "task.claim", "task.suspend", "task.complete"]
+    static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "promise.get", "promise.subscribe", "promise.search",
+                        "workflow.start", "task.claim", "task.suspend", "task.complete", "task.retry"]
 
     /// Decodes a message body; `now` and `defaultTimeout` (milliseconds) turn durations into
     /// epoch milliseconds.
@@ -67,7 +79,30 @@ enum InboundMessage: Equatable {
             tags["warren:function"] = function
             return .startWorkflow(CreatePromise(
                 id: id, idempotencyKey: id, param: PromiseValue(data: param.jsonText),
-                timeout: try timeout(fields, now: now, default: defaultTimeout), tags: tags, taskGroup: group), function: function)
+                timeout: try timeout(fields, now: now, default: defaultTimeout), tags: tags, taskGroup: group), function: function,
+                subscribe: try bool(fields, "subscribe"))
+        case "promise.get":
+            return .getPromise(id: id)
+        case "promise.subscribe":
+            return .subscribe(id: id)
+        case "promise.search":
+            var states: Set<PromiseState>? = nil
+            if let state = try string(fields, "state") {
+                // As the specification's search: `rejected` covers every way of being rejected.
+                switch state.lowercased() {
+                case "pending": states = [.pending]
+                case "resolved": states = [.resolved]
+                case "rejected": states = [.rejected, .rejectedCanceled, .rejectedTimedout]
+                default: throw ContractError(reason: "the state '\(state.prefix(30))' must be pending, resolved or rejected")
+                }
+            }
+            var limit = 100
+            switch fields["limit"] {
+            case nil, .null?: break
+            case .int(let n)? where (1...Int64(PromiseSearch.maximumLimit)).contains(n): limit = Int(n)
+            default: throw ContractError(reason: "the field 'limit' must be a number from 1 to \(PromiseSearch.maximumLimit)")
+            }
+            return .searchPromises(PromiseSearch(id: id, states: states, tags: try tags(fields), limit: limit, cursor: try string(fields, "cursor")))
         case "task.claim":
             return .claimTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                               redelivered: try bool(fields, "redelivered"))
@@ -80,7 +115,14 @@ enum InboundMessage: Equatable {
                 guard case .string(let s) = item else { throw ContractError(reason: "'awaiting' must hold promise ids (strings)") }
                 awaiting.append(s)
             }
-            return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting)
+            return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting,
+                                steps: try steps(fields))
+        case "task.retry":
+            guard case .int(let delay)? = fields["delay"], delay >= 0 else {
+                throw ContractError(reason: "the field 'delay' must be milliseconds (a number, 0 or more)")
+            }
+            return .retryTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
+                              delay: min(delay, 366 * 86_400_000), failedStep: try string(fields, "step"), steps: try steps(fields))
         case "task.complete":
             let state = try string(fields, "state") ?? "resolved"
             guard state == "resolved" || state == "rejected" else {
@@ -88,13 +130,32 @@ enum InboundMessage: Equatable {
             }
             return .completeTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                                  settle: SettlePromise(id: id, completion: state == "resolved" ? .resolve : .reject,
-                                                       idempotencyKey: "complete:\(id)", value: try value(fields, "value")))
+                                                       idempotencyKey: "complete:\(id)", value: try value(fields, "value")),
+                                 steps: try steps(fields))
         default:
             let completion: PromiseRules.Completion = routingKey == "promise.resolve" ? .resolve : routingKey == "promise.reject" ? .reject : .cancel
             return .settlePromise(SettlePromise(
                 id: id, completion: completion, idempotencyKey: try string(fields, "idempotencyKey"),
                 strict: try bool(fields, "strict"), value: try value(fields, "value")))
         }
+    }
+
+    /// `steps`: the outcomes of the steps a worker ran, `[{"id", "state": "resolved"|"rejected", "value", "tags"}]`.
+    private static func steps(_ f: [String: JSONValue]) throws(ContractError) -> [StepOutcome] {
+        guard let list = f["steps"], list != .null else { return [] }
+        guard case .array(let items) = list else { throw ContractError(reason: "'steps' must be an array of step outcomes") }
+        var steps: [StepOutcome] = []
+        steps.reserveCapacity(items.count)
+        for item in items {
+            guard case .object(let o) = item else { throw ContractError(reason: "each step must be an object with 'id', 'state' and 'value'") }
+            let state = try string(o, "state") ?? "resolved"
+            guard state == "resolved" || state == "rejected" else {
+                throw ContractError(reason: "a step's 'state' must be \"resolved\" or \"rejected\"")
+            }
+            steps.append(StepOutcome(id: try string(o, "id", required: true)!, completion: state == "resolved" ? .resolve : .reject,
+                                     value: try value(o, "value"), tags: try tags(o)))
+        }
+        return steps
     }
 
     private static func string(_ f: [String: JSONValue], _ key: String, required: Bool = false) throws(ContractError) -> String? {

@@ -124,13 +124,31 @@ struct SQLiteTransaction: StoreTransaction {
         case .alreadySettled(let p):
             throw StoreError(.alreadySettled, "the promise '\(r.id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
         case .settled(let p):
-            return SettleResult(promise: p, settled: true, resumedTasks: try recordSettlement(p, wasPending: stored, now: now))
+            let (resumed, subscribers) = try recordSettlement(p, wasPending: stored, now: now)
+            return SettleResult(promise: p, settled: true, resumedTasks: resumed, subscribers: subscribers)
         }
+    }
+
+    func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord {
+        try limits.validateID(promiseID)
+        try limits.validateKey(address, "subscriber address")
+        try limits.validateKey(correlation, "correlation id")
+        guard let p = try promise(id: promiseID, now: now) else {
+            throw StoreError(.notFound, "no promise with id '\(promiseID)'; create it first (ids are case-sensitive)")
+        }
+        // A settled promise (or one past its timeout, whose timer fires soon) answers now.
+        if p.state == .pending {
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO callbacks (promise_id, address, correlation, created_on) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [promiseID, address, correlation, now])
+        }
+        return p
     }
 
     /// Writes a settlement and its consequences: the timer goes, the promise's own task is
     /// completed, and every suspended task that awaited it is handed out again.
-    private func recordSettlement(_ p: PromiseRecord, wasPending stored: PromiseRecord, now: Int64) throws -> [TaskRecord] {
+    private func recordSettlement(_ p: PromiseRecord, wasPending stored: PromiseRecord, now: Int64) throws
+        -> (resumed: [TaskRecord], subscribers: [Subscriber])
+    {
         try db.cachedStatement(sql: """
             UPDATE promises SET state = ?, value_headers = ?, value_data = ?, ikey_complete = ?, completed_on = ? WHERE id = ?
             """).execute(arguments: [p.state.code, Self.encodeMap(p.value.headers), p.value.data, p.idempotencyKeyForComplete, p.completedOn, p.id])
@@ -148,7 +166,12 @@ struct SQLiteTransaction: StoreTransaction {
             guard let t = try task(id: taskID), t.state == .suspended else { continue }
             resumed.append(try handOut(t, now: now))
         }
-        return resumed
+        let subscribers = try Row.fetchAll(db.cachedStatement(sql: "SELECT address, correlation FROM callbacks WHERE promise_id = ?"),
+                                           arguments: [p.id]).map { Subscriber(address: $0[0], correlation: $0[1]) }
+        if !subscribers.isEmpty {
+            try db.cachedStatement(sql: "DELETE FROM callbacks WHERE promise_id = ?").execute(arguments: [p.id])
+        }
+        return (resumed, subscribers)
     }
 
     // MARK: Tasks
@@ -179,16 +202,44 @@ struct SQLiteTransaction: StoreTransaction {
         return t
     }
 
-    /// The task, if `worker` holds its current `version`.
+    /// The task, if `worker` holds its current `version`, or may take it: a report for the
+    /// current version of a pending task is its claim (the version came in the execute message).
     private func heldTask(_ id: String, version: Int64, worker: String) throws -> TaskRecord {
+        try limits.validateID(worker, "worker id")
         let t = try existingTask(id)
         guard t.version == version else {
             throw StoreError(.staleTask, "task '\(id)' is at version \(t.version); a report for version \(version) is ignored")
         }
-        guard t.state == .acquired, t.worker == worker else {
+        guard t.state == .pending || (t.state == .acquired && t.worker == worker) else {
             throw StoreError(.staleTask, "task '\(id)' version \(version) is not held by worker '\(worker)' (state \(t.state), worker \(t.worker ?? "none"))")
         }
         return t
+    }
+
+    /// Checks the steps a report records, before anything is written.
+    private func validate(_ steps: [StepOutcome], of taskID: String) throws {
+        for step in steps {
+            try limits.validateID(step.id, "step id")
+            guard step.id.hasPrefix(taskID + ".") else {
+                throw StoreError(.invalidArgument, "the step '\(step.id.prefix(64))' is not below task '\(taskID)'")
+            }
+            guard step.completion == .resolve || step.completion == .reject else {
+                throw StoreError(.invalidArgument, "the step '\(step.id.prefix(64))' must be resolved or rejected")
+            }
+            try limits.validatePayload(step.value, "value of step '\(step.id.prefix(64))'")
+            try limits.validateTags(step.tags)
+        }
+    }
+
+    /// Records steps as promises created settled. A step already recorded keeps its first
+    /// outcome (steps run at least once; a replay may run one again before its record lands).
+    private func record(_ steps: [StepOutcome], now: Int64) throws {
+        for step in steps where try storedPromise(id: step.id) == nil {
+            try insert(PromiseRecord(
+                id: step.id, state: step.completion == .resolve ? .resolved : .rejected, value: step.value, timeout: now,
+                idempotencyKeyForCreate: step.id, idempotencyKeyForComplete: step.id, createdOn: now, completedOn: now,
+                tags: step.tags))
+        }
     }
 
     func redispatchTask(id: String, now: Int64) throws -> TaskRecord {
@@ -220,19 +271,26 @@ struct SQLiteTransaction: StoreTransaction {
         }
     }
 
-    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult {
+    func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], steps: [StepOutcome], now: Int64) throws -> SuspendResult {
         let t = try heldTask(id, version: version, worker: worker)
         guard !awaiting.isEmpty else { throw StoreError(.invalidArgument, "a task suspends on at least one promise") }
+        try validate(steps, of: id)
         var unique: [String] = []
+        var settledAlready = false
         for promiseID in awaiting where !unique.contains(promiseID) {
             try limits.validateID(promiseID)
-            guard let p = try promise(id: promiseID, now: now) else {
+            if let p = try promise(id: promiseID, now: now) {
+                settledAlready = settledAlready || p.state.isSettled
+            } else if !steps.contains(where: { $0.id == promiseID }) {
                 throw StoreError(.notFound, "task '\(id)' awaits promise '\(promiseID)', which does not exist")
+            } else {
+                settledAlready = true  // a step recorded with this report
             }
-            // The resolve that came first: an awaited promise already settled resumes the task now.
-            if p.state.isSettled { return .resumed(try handOut(t, now: now)) }
             unique.append(promiseID)
         }
+        try record(steps, now: now)
+        // The resolve that came first: an awaited promise already settled resumes the task now.
+        if settledAlready { return .resumed(try handOut(t, now: now)) }
         let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO awaits (promise_id, task_id) VALUES (?, ?)")
         for promiseID in unique { try insert.execute(arguments: [promiseID, id]) }
         try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = ?, updated_on = ? WHERE id = ?")
@@ -244,20 +302,36 @@ struct SQLiteTransaction: StoreTransaction {
         return .suspended(next)
     }
 
-    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult {
+    func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome], now: Int64) throws -> SettleResult {
         _ = try heldTask(id, version: version, worker: worker)
         guard settle.id == id else {
             throw StoreError(.invalidArgument, "task '\(id)' completes its own promise, not '\(settle.id)'")
         }
+        try validate(steps, of: id)
+        // Everything settlePromise can refuse, checked before the steps are written.
+        try limits.validateKey(settle.idempotencyKey, "idempotency key")
+        try limits.validatePayload(settle.value, "value")
+        guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        if case .alreadySettled(let p) = PromiseRules.settle(settle, existing: PromiseRules.effective(stored, now: now), now: now) {
+            throw StoreError(.alreadySettled, "the promise '\(id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
+        }
+        try record(steps, now: now)
         return try settlePromise(settle, now: now)
     }
 
-    func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord {
+    func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord {
         var t = try heldTask(id, version: version, worker: worker)
+        try validate(steps, of: id)
+        if let failedStep { try limits.validateID(failedStep, "step id") }
+        try record(steps, now: now)
+        if let failedStep {
+            t.retry = TaskRetry(step: failedStep, failures: t.retry?.step == failedStep ? t.retry!.failures + 1 : 1)
+        }
         t.state = .suspended
         t.worker = nil
         t.updatedOn = now
-        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?").execute(arguments: [now, id])
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = NULL, updated_on = ?, retry_step = ?, retry_failures = ? WHERE id = ?")
+            .execute(arguments: [now, t.retry?.step, t.retry?.failures ?? 0, id])
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 1)").execute(arguments: [due, id])
         return t
     }
@@ -275,8 +349,8 @@ struct SQLiteTransaction: StoreTransaction {
             if kind == 0 {
                 guard let stored = try storedPromise(id: id), stored.state == .pending else { continue }
                 let settled = PromiseRules.effective(stored, now: max(now, stored.timeout))
-                let resumed = try recordSettlement(settled, wasPending: stored, now: now)
-                fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed)))
+                let (resumed, subscribers) = try recordSettlement(settled, wasPending: stored, now: now)
+                fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed, subscribers: subscribers)))
             } else if let t = try task(id: id), t.state == .suspended {
                 fired.append(.taskRetry(try handOut(t, now: now)))
             }
@@ -348,8 +422,10 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     static func task(from row: Row) -> TaskRecord {
-        TaskRecord(id: row["id"], group: row["group_name"], state: TaskRecord.State(rawValue: row["state"]) ?? .pending,
-                   version: row["version"], worker: row["worker"], updatedOn: row["updated_on"])
+        let retryStep: String? = row["retry_step"]
+        return TaskRecord(id: row["id"], group: row["group_name"], state: TaskRecord.State(rawValue: row["state"]) ?? .pending,
+                          version: row["version"], worker: row["worker"], updatedOn: row["updated_on"],
+                          retry: retryStep.map { TaskRetry(step: $0, failures: row["retry_failures"]) })
     }
 
     static func encodeMap(_ map: [String: String]) -> String? {

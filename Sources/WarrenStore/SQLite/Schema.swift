@@ -59,6 +59,21 @@ enum Schema {
                 );
                 """)
         }
+        m.registerMigration("v2") { db in
+            // Subscribers to a pending promise's outcome (an `rpc` caller's reply queue), told
+            // and forgotten when it settles. The step whose failures a task retries, and how many.
+            try db.execute(sql: """
+                CREATE TABLE callbacks (
+                    promise_id TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    correlation TEXT NOT NULL,
+                    created_on INTEGER NOT NULL,
+                    PRIMARY KEY (promise_id, address, correlation)
+                ) WITHOUT ROWID;
+                ALTER TABLE tasks ADD COLUMN retry_step TEXT;
+                ALTER TABLE tasks ADD COLUMN retry_failures INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return m
     }
 }
