@@ -39,9 +39,14 @@ let package = Package(
             name: "AMQPBenchmark",
             dependencies: ["AMQP"]
         ),
+        // What the test targets share: processes, private brokers, ports, deadlines.
+        .target(
+            name: "WarrenTestSupport",
+            path: "Tests/WarrenTestSupport"
+        ),
         .testTarget(
             name: "AMQPTests",
-            dependencies: ["AMQP"]
+            dependencies: ["AMQP", "WarrenTestSupport"]
         ),
         // The durable promise store: promises, tasks, timers and the outbox in one SQLite file.
         // Knows nothing of AMQP.
@@ -101,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenTestSupport"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

@@ -63,6 +63,11 @@ start)
     [ -n "$mgmt_port" ] && echo "management.tcp.port = $mgmt_port" && echo "management.tcp.ip = 127.0.0.1"
     true
   } >"$dir/rabbitmq.conf"
+  # The broker checks consumer timeouts on its channel tick, once a minute by default: with a
+  # short timeout (a test's), tick often enough for the timeout to mean what it says.
+  tick=60000
+  [ -n "$consumer_timeout" ] && tick=$(( consumer_timeout / 4 > 100 ? consumer_timeout / 4 : 100 ))
+  echo "[{rabbit, [{channel_tick_interval, $tick}]}]." >"$dir/advanced.config"
   if [ -n "$mgmt_port" ]; then echo "[rabbitmq_management]." >"$dir/enabled_plugins"; else echo "[]." >"$dir/enabled_plugins"; fi
   cat >"$dir/broker.env" <<ENV
 HOME=$dir
@@ -74,6 +79,7 @@ RABBITMQ_MNESIA_BASE=$dir/mnesia
 RABBITMQ_LOG_BASE=$dir/log
 RABBITMQ_PID_FILE=$dir/broker.pid
 RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf
+RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config
 RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
 RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf
 ERL_CRASH_DUMP=$dir/erl_crash.dump

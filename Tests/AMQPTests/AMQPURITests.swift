@@ -1,5 +1,6 @@
 import AMQP
 import Testing
+import WarrenTestSupport
 
 @Suite("AMQP URIs")
 struct AMQPURITests {

@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import Synchronization
 import Testing
+import WarrenTestSupport
 
 /// Tests that stop, kill and restart a broker of their own. Serialized: each starts one broker.
 @Suite("Broker restarts", .serialized)

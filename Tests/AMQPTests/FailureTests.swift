@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Testing
+import WarrenTestSupport
 
 /// Bad input gives a specific, readable error within a bounded time, and never hangs or crashes.
 @Suite("Errors")

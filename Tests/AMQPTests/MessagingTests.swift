@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import Synchronization
 import Testing
+import WarrenTestSupport
 
 /// Publishing, consuming and acknowledging against a real broker.
 @Suite("Messaging against RabbitMQ")

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Testing
+import WarrenTestSupport
 import Warren
 
 #if canImport(Glibc)
@@ -12,36 +13,6 @@ import Glibc
 /// `amqp-publish`, as an existing non-Swift system would.
 @Suite("Human in the loop", .serialized)
 struct HumanInTheLoopTests {
-    final class WorkerProcess: @unchecked Sendable {
-        let log: String
-        var pid: pid_t = 0
-        init(prefix: String, n: Int) {
-            log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(prefix)-worker\(n).log"
-        }
-        func start(url: String, prefix: String) throws {
-            pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log)
-        }
-        var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        /// Waits for a line starting with `prefix` (and holding `containing`) and returns it.
-        func line(startingWith prefix: String, containing: String = "", within limit: Duration = .seconds(30)) async throws -> String {
-            let deadline = ContinuousClock.now + limit
-            while ContinuousClock.now < deadline {
-                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) && (containing.isEmpty || $0.contains(containing)) }) {
-                    return String(line)
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            throw TestFailure("no line '\(prefix)…' from the worker within \(limit); its log:\n\(text)")
-        }
-        func kill(_ signal: Int32) async {
-            guard pid > 0 else { return }  // never started: kill(0, …) would signal the whole process group
-            Glibc.kill(pid, signal)
-            _ = await waitForExit(pid)
-            pid = 0
-        }
-        func remove() { if pid > 0 { Glibc.kill(pid, SIGKILL) }; try? FileManager.default.removeItem(atPath: log) }
-    }
-
     func approve(_ promiseID: String, url: String, prefix: String) async throws {
         let r = try await run("/usr/bin/amqp-publish", ["--url=\(url)", "-e", prefix, "-r", "promise.resolve", "-p",
                                                         "-C", "application/json", "-b", #"{"id": "\#(promiseID)", "value": "approved"}"#])

@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import Synchronization
 import Testing
+import WarrenTestSupport
 import WarrenStore
 
 #if canImport(Glibc)
@@ -196,6 +197,67 @@ struct OrchestratorTests {
             #expect(execute.task.id == "wf-1" && execute.task.version == 1 && execute.task.group == "workers")
             #expect(execute.promise.param?.data == #"{"args":["wf-1"],"function":"foo-workflow"}"#)
             try message.ack()
+        } catch {
+            print(h.orchestrator.logText)
+            await h.stop()
+            throw error
+        }
+        await h.stop()
+    }
+
+    /// Two workers with one task: a redelivered execute message is claimed under a new version,
+    /// so the first holder's report no longer counts, and of two reports for one version only
+    /// the holder's counts.
+    @Test func racingWorkersOnOneTaskCannotBothCount() async throws {
+        let h = try await Harness.start()
+        do {
+            try await h.amqpPublish("workflow.start", #"{"id": "race-1", "function": "f", "args": [], "group": "racers"}"#)
+            let queue = h.orchestrator.prefix + ".group.racers"
+            let execute = try await within(.seconds(15), "the execute message") {
+                while true {
+                    let probe = try await h.connection.openChannel()
+                    if let ok = try? await probe.queueDeclare(queue, passive: true), ok.messageCount > 0 { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                var it = try await h.channel.basicConsume(queue: queue).makeAsyncIterator()
+                return try await it.next()!
+            }
+            struct Execute: Decodable {
+                struct Task: Decodable { var id: String; var version: Int64 }
+                var task: Task; var children: [Record]
+            }
+            let first = try JSONDecoder().decode(Execute.self, from: Data(execute.body))
+            #expect(first.task.version == 1 && first.children.isEmpty)
+            try execute.ack()
+            // Worker "a" holds version 1 (it got the first delivery). The message reaches worker
+            // "c" redelivered: c claims, and gets version 2.
+            let replies = try await h.channel.queueDeclare("", exclusive: true).queue
+            let consumer = try await h.channel.basicConsume(queue: replies, noAck: true)
+            try await h.publish("task.claim", #"{"id": "race-1", "version": 1, "worker": "c", "redelivered": true}"#,
+                                replyTo: replies, correlationID: "claim")
+            let claimed = try await within(.seconds(15), "the claim's reply") {
+                var it = consumer.makeAsyncIterator()
+                return try JSONDecoder().decode(Execute.self, from: Data(try await it.next()!.body))
+            }
+            #expect(claimed.task.version == 2)
+            // a's report for version 1, then c's for version 2 with a step, then d's for version 2.
+            try await h.publish("task.complete", #"{"id": "race-1", "version": 1, "worker": "a", "value": "a"}"#)
+            try await h.publish("task.complete", #"{"id": "race-1", "version": 2, "worker": "c", "value": "c", "steps": [{"id": "race-1.1", "value": 7}]}"#)
+            try await h.publish("task.complete", #"{"id": "race-1", "version": 2, "worker": "d", "value": "d"}"#)
+            let event = try await h.nextEvent()
+            #expect(event.id == "race-1" && event.value?.data == #""c""#)
+            // No second outcome: the next event is the marker's.
+            try await h.amqpPublish("promise.create", #"{"id": "race-marker", "timeout": "1h"}"#)
+            try await h.amqpPublish("promise.cancel", #"{"id": "race-marker"}"#)
+            #expect(try await h.nextEvent().id == "race-marker")
+            // The step c reported is recorded below the workflow.
+            try await h.publish("promise.get", #"{"id": "race-1.1"}"#, replyTo: replies, correlationID: "get")
+            let step = try await within(.seconds(15), "the step") {
+                var it = consumer.makeAsyncIterator()
+                struct Reply: Decodable { var promise: Record? }
+                return try JSONDecoder().decode(Reply.self, from: Data(try await it.next()!.body)).promise
+            }
+            #expect(step?.state == "RESOLVED" && step?.value?.data == "7")
         } catch {
             print(h.orchestrator.logText)
             await h.stop()

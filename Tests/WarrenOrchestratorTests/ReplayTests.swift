@@ -1,5 +1,6 @@
 import Logging
 import Testing
+import WarrenTestSupport
 @testable import Warren
 
 /// Replay against a recorded history, without an orchestrator: the history is given directly.

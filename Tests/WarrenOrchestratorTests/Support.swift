@@ -1,19 +1,11 @@
 import AMQP
 import Foundation
 import Testing
+import WarrenTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-/// The folder of the built executables (the test bundle sits beside them).
-var productsDirectory: String {
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-    if FileManager.default.isExecutableFile(atPath: beside + "/warren") { return beside }
-    return packageRoot.path + "/.build/debug"
-}
 
 /// The broker the tests share: `WARREN_TEST_AMQP_URL`, as Scripts/test.sh sets it.
 func brokerURL() throws -> String {
@@ -21,48 +13,6 @@ func brokerURL() throws -> String {
         throw TestFailure("WARREN_TEST_AMQP_URL is not set: run the tests with Scripts/test.sh, which starts a broker")
     }
     return url
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
-/// Starts a program with its output in a log file; returns its pid.
-func spawn(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    let words = [executable] + arguments
-    let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-    guard rc == 0 else { throw TestFailure("cannot start \(executable): errno \(rc)") }
-    return pid
-}
-
-/// Waits for a child to exit (on a thread of its own) and returns its raw wait status.
-func waitForExit(_ pid: pid_t) async -> Int32 {
-    await withCheckedContinuation { c in
-        Thread {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-            c.resume(returning: status)
-        }.start()
-    }
-}
-
-/// Runs a program to its end; returns its exit status and output.
-func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-    let log = NSTemporaryDirectory() + "warren-run-\(UUID().uuidString).log"
-    defer { unlink(log) }
-    let pid = try spawn(executable, arguments, log: log)
-    let status = await waitForExit(pid)
-    return ((status >> 8) & 0xff, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
 }
 
 /// An orchestrator process (`warren serve`) with its own database and topology prefix, so that
@@ -118,18 +68,35 @@ final class OrchestratorProcess: @unchecked Sendable {
     }
 }
 
-/// Runs `body`, failing if it takes longer than `limit`.
-func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw TestFailure("timed out: \(what)")
-        }
-        let first = try await group.next()!
-        group.cancelAll()
-        return first
+/// A worker process (the WarrenTestWorker executable) with its output in a log file.
+final class WorkerProcess: @unchecked Sendable {
+    let log: String
+    var pid: pid_t = 0
+    init(prefix: String, n: Int) {
+        log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(prefix)-worker\(n).log"
     }
+    func start(url: String, prefix: String) throws {
+        pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log)
+    }
+    var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    /// Waits for a line starting with `prefix` (and holding `containing`) and returns it.
+    func line(startingWith prefix: String, containing: String = "", within limit: Duration = .seconds(30)) async throws -> String {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) && (containing.isEmpty || $0.contains(containing)) }) {
+                return String(line)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("no line '\(prefix)…' from the worker within \(limit); its log:\n\(text)")
+    }
+    func kill(_ signal: Int32) async {
+        guard pid > 0 else { return }  // never started: kill(0, …) would signal the whole process group
+        Glibc.kill(pid, signal)
+        _ = await waitForExit(pid)
+        pid = 0
+    }
+    func remove() { if pid > 0 { Glibc.kill(pid, SIGKILL) }; try? FileManager.default.removeItem(atPath: log) }
 }
 
 /// A promise record as the settled events and replies carry it.

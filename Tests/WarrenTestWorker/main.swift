@@ -18,6 +18,8 @@ guard args.count == 3 else {
     return "email sent for \(promiseID)"
 }
 
+struct FlakyError: Error { var attempt: Int }
+
 nonisolated func main() async throws {
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardOutput(label: label)
@@ -44,6 +46,20 @@ nonisolated func main() async throws {
         let step = try await ctx.run({ (_: Context, n: Int) async throws -> Int in n * 2 }, millis, name: "double")
         try await ctx.sleep(for: .milliseconds(millis))
         return "slept \(millis) ms after computing \(step)"
+    }
+    warren.register("double-workflow") { (ctx: Context, n: Int) async throws -> Int in
+        try await ctx.run({ (_: Context, n: Int) async throws -> Int in n * 2 }, n, name: "double")
+    }
+    // Fails its first two attempts (counted in a file named by the argument), then succeeds.
+    warren.register("flaky-workflow") { (ctx: Context, counter: String) async throws -> String in
+        let attempts = try await ctx.run({ (_: Context, path: String) async throws -> Int in
+            let n = (Int((try? String(contentsOfFile: path, encoding: .utf8)) ?? "0") ?? 0) + 1
+            try "\(n)".write(toFile: path, atomically: true, encoding: .utf8)
+            FileHandle.standardOutput.write(Data("flaky attempt \(n)\n".utf8))
+            if n < 3 { throw FlakyError(attempt: n) }
+            return n
+        }, counter, name: "flaky", retry: RetryPolicy(maximumAttempts: 5, initialDelay: .milliseconds(200)))
+        return "succeeded on attempt \(attempts)"
     }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()

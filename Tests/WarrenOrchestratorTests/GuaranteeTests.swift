@@ -1,0 +1,212 @@
+import AMQP
+import Foundation
+import Synchronization
+import Testing
+import Warren
+import WarrenStore
+import WarrenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's guarantees under failure, each with real processes: `warren serve`, worker
+/// processes, a real broker (a private one where the test stops it or changes its settings).
+@Suite("Guarantees", .serialized)
+struct GuaranteeTests {
+    final class Counter: Sendable {
+        private let count = Atomic<Int>(0)
+        func add() { count.add(1, ordering: .relaxed) }
+        var value: Int { count.load(ordering: .relaxed) }
+    }
+
+    /// Starts `count` workflows of `double-workflow` (n → 2n) with `rpc` and returns their results.
+    static func doubleAll(_ client: Warren, _ count: Int, tag: String, progress: Counter) async throws -> [Int: Int] {
+        try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for n in 0..<count {
+                group.addTask {
+                    let r = try await client.rpc("\(tag)-\(n)", "double-workflow", n, target: "workers", as: Int.self)
+                    progress.add()
+                    return (n, r)
+                }
+            }
+            var results: [Int: Int] = [:]
+            for try await (n, r) in group { results[n] = r }
+            return results
+        }
+    }
+
+    /// Waits until `condition` holds, checking every 10 ms.
+    static func until(_ what: String, within limit: Duration = .seconds(60), _ condition: @escaping @Sendable () -> Bool) async throws {
+        try await within(limit, what) { while !condition() { try await Task.sleep(for: .milliseconds(10)) } }
+    }
+
+    /// Every root `<tag>-<n>` in the orchestrator's database is resolved once, with 2n.
+    static func expectResolvedOnce(database: String, tag: String, count: Int) async throws {
+        let store = try SQLiteStore(path: database)
+        let roots = try await store.read { tx in
+            var all: [PromiseRecord] = []
+            var cursor: String? = nil
+            repeat {
+                let page = try tx.search(PromiseSearch(id: tag + "-*", limit: 1000, cursor: cursor), now: 0)
+                all += page.promises.filter { !$0.id.contains(".") }
+                cursor = page.cursor
+            } while cursor != nil
+            return all
+        }
+        #expect(roots.count == count)
+        for root in roots {
+            let n = Int(root.id.split(separator: "-").last!)!
+            #expect(root.state == .resolved && root.value.data == "\(2 * n)", "\(root)")
+            // Completed by one report: the idempotency key of the task's completion.
+            #expect(root.idempotencyKeyForComplete == "complete:\(root.id)")
+        }
+    }
+
+    @Test func orchestratorKilledDuringABurstOf1000WorkflowsLosesNoneAndRunsNoneTwice() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        let done = Counter()
+        do {
+            let burst = Task { try await Self.doubleAll(client, 1000, tag: "burst", progress: done) }
+            // Kill it while the burst is under way: some workflows finished, most not.
+            try await Self.until("100 workflows completed") { done.value >= 100 }
+            #expect(await orchestrator.kill(SIGKILL) & 0x7f == SIGKILL)
+            let atKill = done.value
+            try await orchestrator.start()
+            let results = try await within(.seconds(120), "1,000 workflows after the restart") { try await burst.value }
+            print("orchestrator killed after \(atKill) of 1,000 workflows had completed; all \(results.count) completed after its restart")
+            #expect(atKill < 1000)
+            #expect(results.count == 1000)
+            #expect(results.allSatisfy { $0.value == 2 * $0.key })
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+        try await Self.expectResolvedOnce(database: orchestrator.database, tag: "burst", count: 1000)
+    }
+
+    @Test func brokerStoppedAndStartedDuringARunEveryWorkflowCompletes() async throws {
+        let broker = try await PrivateBroker.start()
+        let orchestrator = OrchestratorProcess(url: broker.url)
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        do {
+            try await orchestrator.start()
+            try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+            let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+            // Workflows that sleep durably for 1.5 s: the broker goes away while they wait.
+            let results = Task {
+                try await withThrowingTaskGroup(of: String.self) { group in
+                    for n in 0..<100 {
+                        group.addTask { try await client.rpc("nap-\(n)", "sleepy-workflow", 1500, target: "workers", as: String.self) }
+                    }
+                    var all: [String] = []
+                    for try await r in group { all.append(r) }
+                    return all
+                }
+            }
+            try await Self.until("the first workflows to wait") { worker.text.components(separatedBy: "task suspended").count > 10 }
+            try await broker.stop()
+            try await broker.restart()
+            let all = try await within(.seconds(120), "100 workflows after the broker's restart") { try await results.value }
+            #expect(all.count == 100)
+            #expect(all.allSatisfy { $0 == "slept 1500 ms after computing 3000" })
+            await client.close()
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(4000))\nworker log:\n\(worker.text.suffix(3000))")
+            await worker.kill(SIGKILL)
+            _ = await orchestrator.kill(SIGKILL)
+            await broker.destroy()
+            throw error
+        }
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+        await broker.destroy()
+    }
+
+    @Test func aWaitFarLongerThanTheBrokersConsumerTimeoutCompletes() async throws {
+        let broker = try await PrivateBroker.start(consumerTimeoutMillis: 1000)
+        let orchestrator = OrchestratorProcess(url: broker.url)
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        do {
+            // The control: this broker does close the channel of a consumer that holds a delivery
+            // longer than the timeout.
+            let connection = try await AMQPConnection.connect(url: broker.url, name: "holds-a-delivery")
+            let channel = try await connection.openChannel()
+            let queue = try await channel.queueDeclare("", exclusive: true).queue
+            try await channel.basicPublish("held", exchange: "", routingKey: queue).wait()
+            let consumer = try await channel.basicConsume(queue: queue)
+            let held = try await within(.seconds(60), "the consumer timeout closing the channel") {
+                var it = consumer.makeAsyncIterator()
+                let first = try await it.next()
+                do {
+                    while try await it.next() != nil {}
+                    return (first, "the consumer ended")
+                } catch {
+                    return (first, "\(error)")
+                }
+            }
+            #expect(held.0 != nil)
+            #expect(held.1.contains("consumer") || held.1.contains("406") || held.1.contains("timeout"), "\(held.1)")
+            await connection.close()
+
+            try await orchestrator.start()
+            try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+            let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+            let result = try await within(.seconds(60), "a workflow that waits 6 s") {
+                try await client.rpc("long-nap", "sleepy-workflow", 6000, target: "workers", as: String.self)
+            }
+            #expect(result == "slept 6000 ms after computing 12000")
+            #expect(!worker.text.contains("PRECONDITION_FAILED"), "a worker channel was closed by the consumer timeout:\n\(worker.text)")
+            #expect(!orchestrator.logText.contains("PRECONDITION_FAILED"), "an orchestrator channel was closed by the consumer timeout")
+            await client.close()
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+            await worker.kill(SIGKILL)
+            _ = await orchestrator.kill(SIGKILL)
+            await broker.destroy()
+            throw error
+        }
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+        await broker.destroy()
+    }
+
+    @Test func aFailingStepIsRetriedOnADurableTimerUntilItSucceeds() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        let counter = NSTemporaryDirectory() + "warren-orchestrator-tests/\(orchestrator.prefix)-flaky"
+        defer { orchestrator.remove(); worker.remove(); unlink(counter) }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            let started = ContinuousClock.now
+            let result = try await within(.seconds(30), "the flaky workflow") {
+                try await client.rpc("flaky-1", "flaky-workflow", counter, target: "workers", as: String.self)
+            }
+            #expect(result == "succeeded on attempt 3")
+            // Back-offs of 200 ms and 400 ms, each on a timer of the orchestrator: the worker let
+            // the workflow go in between (two retry reports).
+            #expect(ContinuousClock.now - started >= .milliseconds(600))
+            #expect(worker.text.components(separatedBy: "task retries a step").count - 1 == 2, "\(worker.text)")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+}
