@@ -1,8 +1,18 @@
 import AMQP
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Hummingbird
 import Logging
 import ServiceLifecycle
 import WarrenStore
+
+/// Why the orchestrator cannot start.
+public struct OrchestratorError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
 
 /// The orchestrator: consumes `<prefix>.orchestrator`, applies each batch of deliveries in one
 /// SQLite transaction, acks them after the commit, and publishes what it must send through the
@@ -18,9 +28,24 @@ public final class Orchestrator: Service {
     public let configuration: OrchestratorConfiguration
     private let logger: Logger
 
+    /// Whether it consumes its queue (`GET /ready`).
+    let readiness = Readiness()
+
     public init(configuration: OrchestratorConfiguration, logger: Logger = Logger(label: "warren.orchestrator")) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The HTTP server, if one is configured. A port in use fails the start, with a clear error.
+    private func startHTTP(store: SQLiteStore, batcher: WriteBatcher) async throws -> (any Service)? {
+        guard let port = configuration.httpPort else { return nil }
+        if let problem = Self.cannotBind(host: configuration.httpHost, port: port) {
+            throw OrchestratorError("the HTTP API cannot listen on \(configuration.httpHost):\(port): \(problem) "
+                + "(choose another with --http-port, or --no-http)")
+        }
+        let api = HTTPAPI(store: store, batcher: batcher, config: configuration, readiness: readiness, logger: logger)
+        return Application(router: api.router(), configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: port)),
+                           logger: logger)
     }
 
     public func run() async throws {
@@ -54,13 +79,26 @@ public final class Orchestrator: Service {
         let outboxChannel = try await publishing.openChannel()
         try await outboxChannel.confirmSelect()
         let relay = OutboxRelay(store: store, channel: outboxChannel, config: config, logger: logger)
-        logger.info("orchestrator started", metadata: ["database": "\(config.databasePath)", "queue": "\(config.orchestratorQueue)"])
+        let batcher = WriteBatcher(store: store, afterCommit: { relay.notify() })
+        let http = try await startHTTP(store: store, batcher: batcher)
+        logger.info("orchestrator started", metadata: [
+            "database": "\(config.databasePath)", "queue": "\(config.orchestratorQueue)",
+            "http": "\(config.httpPort.map { "\(config.httpHost):\($0)" } ?? "off")",
+        ])
 
         let failure: (any Error)? = await withTaskGroup(of: Void.self) { outer in
             outer.addTask { await relay.run() }  // ends after finish(), once the outbox is drained
+            outer.addTask { await batcher.run() }  // ends after finish(), once its queue is applied
             let failure: (any Error)? = await withTaskGroup(of: Void.self) { inner in
-                defer { inner.cancelAll() }  // stop the timers
+                defer { inner.cancelAll() }  // stop the timers and the HTTP server
                 inner.addTask { await self.fireTimers(store: store, relay: relay) }
+                if let http {
+                    inner.addTask {
+                        do { try await http.run() } catch { self.logger.error("the HTTP server stopped", metadata: ["error": "\(error)"]) }
+                    }
+                }
+                self.readiness.set(true, "consuming \(config.orchestratorQueue)")
+                defer { self.readiness.set(false, "stopping") }
                 do {
                     // Graceful shutdown cancels the consumer: the batch in hand still commits and acks.
                     try await cancelWhenGracefulShutdown {
@@ -74,11 +112,29 @@ public final class Orchestrator: Service {
                     return error
                 }
             }
+            batcher.finish()
             relay.finish()
             await outer.waitForAll()
             return failure
         }
         if let failure { throw failure }  // after draining: the process exits with an error
+    }
+
+    /// Why `host:port` cannot be bound now, or `nil` if it can.
+    static func cannotBind(host: String, port: Int) -> String? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(fd) }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &addr.sin_addr) == 1 else { return "'\(host)' is not an IPv4 address" }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return rc == 0 ? nil : String(cString: strerror(errno))
     }
 
     /// Declares the whole topology, idempotently.
@@ -168,14 +224,7 @@ public final class Orchestrator: Service {
                 }
             case .startWorkflow(let r, let function, let subscribe):
                 let subscriber = subscribe ? try incoming.subscriber() : nil
-                let result = try tx.createPromise(r, now: now)
-                if !result.created, result.promise.param.data != r.param.data {
-                    throw StoreError(.alreadyExists, "workflow '\(r.id)' exists with another function or arguments than \(function)(…)", promise: result.promise)
-                }
-                if let task = result.task, result.created {
-                    // A new workflow has no children yet: the execute message is all a worker needs.
-                    try tx.enqueue(Outbound.execute(task, promise: result.promise, children: [], config: config))
-                }
+                let result = try startWorkflow(r, function: function, tx: tx, now: now, config: config)
                 if let subscriber {
                     try Self.subscribe(subscriber, to: r.id, tx: tx, now: now)
                 } else if let replyTo = incoming.replyTo {
@@ -231,6 +280,21 @@ public final class Orchestrator: Service {
                 try tx.enqueue(Outbound.deadLetter(incoming.delivery, reason: reason, config: config))
             }
         }
+    }
+
+    /// Creates a workflow's root promise and task and sends its execute message; the same
+    /// workflow again is found, another function or arguments under its id refused.
+    static func startWorkflow(_ r: CreatePromise, function: String, tx: any StoreTransaction, now: Int64,
+                              config: OrchestratorConfiguration) throws -> CreateResult {
+        let result = try tx.createPromise(r, now: now)
+        if !result.created, result.promise.param.data != r.param.data {
+            throw StoreError(.alreadyExists, "workflow '\(r.id)' exists with another function or arguments than \(function)(…)", promise: result.promise)
+        }
+        if let task = result.task, result.created {
+            // A new workflow has no children yet: the execute message is all a worker needs.
+            try tx.enqueue(Outbound.execute(task, promise: result.promise, children: [], config: config))
+        }
+        return result
     }
 
     /// Answers `subscriber` with the promise once it is settled: now, or when it settles.

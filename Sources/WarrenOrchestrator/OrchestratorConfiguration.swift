@@ -12,6 +12,10 @@ public struct OrchestratorConfiguration: Sendable {
     public var defaultTimeout: Int64 = 86_400_000
     /// The largest message body accepted.
     public var maximumBodyBytes = 1 << 20 + 64 * 1024
+    /// Where the HTTP API listens; `nil` for no HTTP server.
+    public var httpPort: Int? = 8001
+    /// The address the HTTP API binds (`0.0.0.0` to serve other hosts, as in a container).
+    public var httpHost = "127.0.0.1"
 
     public init(amqpURL: String = "amqp://guest:guest@localhost:5672/%2f", databasePath: String = "warren.db",
                 prefix: String = "warren") {

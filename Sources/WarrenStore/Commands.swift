@@ -126,7 +126,7 @@ public struct StepOutcome: Sendable, Equatable {
 
 /// A task: the work of running one promise's function, handed to workers of its group.
 public struct TaskRecord: Sendable, Equatable {
-    public enum State: Int, Sendable, Codable {
+    public enum State: Int, Sendable, Codable, Hashable {
         /// Waiting to be (or being) delivered to a worker.
         case pending = 0
         /// A worker claimed this version and runs it.

@@ -28,6 +28,9 @@ public protocol StoreReader {
     func task(id: String) throws -> TaskRecord?
     /// The promises a suspended task waits for.
     func awaitedPromises(taskID: String) throws -> [String]
+    /// One page of tasks, in id order, optionally in some states only; `cursor` is the last id
+    /// of the previous page.
+    func tasks(states: Set<TaskRecord.State>?, limit: Int, cursor: String?) throws -> (tasks: [TaskRecord], cursor: String?)
     /// Outbox messages in commit order, after `sequence`.
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage]
 }

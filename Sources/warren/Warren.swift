@@ -10,9 +10,74 @@ struct WarrenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren",
         abstract: "Durable async/await for Swift over RabbitMQ.",
-        version: "0.1.0",
-        subcommands: [Serve.self]
+        discussion: """
+            Run the orchestrator with `warren serve` (or `warren dev` to try things out), then
+            look at and settle promises from the command line through its HTTP API:
+
+              warren serve --db /var/lib/warren/warren.db
+              warren promises search 'hitl-*' --state pending
+              warren promises resolve hitl-001.1 --data '"approved"'
+              warren invoke order-7 --func refund --arg '{"amount": 120}' --group workers
+              warren tree order-7
+
+            Exit codes: 0 done; 1 failed; 3 not found; 4 conflict (exists, or already settled);
+            64 bad usage; 65 refused as invalid by the server; 69 the server is unreachable.
+            """,
+        version: WarrenVersion.current,
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, Migrate.self]
     )
+}
+
+enum WarrenVersion {
+    static let current = "0.2.0"
+}
+
+/// The options `serve` and `dev` share.
+struct OrchestratorOptions: ParsableArguments {
+    @Option(name: .customLong("amqp-url"), help: "The broker's AMQP URI (WARREN_AMQP_URL).")
+    var amqpURL = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
+
+    @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).")
+    var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
+
+    @Option(help: "Deliveries in flight, and the largest batch per transaction (WARREN_PREFETCH).")
+    var prefetch: UInt16 = UInt16(ProcessInfo.processInfo.environment["WARREN_PREFETCH"] ?? "") ?? 512
+
+    @Option(name: .customLong("http-host"), help: "The address the HTTP API binds; 0.0.0.0 serves other hosts (WARREN_HTTP_HOST).")
+    var httpHost = ProcessInfo.processInfo.environment["WARREN_HTTP_HOST"] ?? "127.0.0.1"
+
+    @Option(name: .customLong("http-port"), help: "The HTTP API's port (WARREN_HTTP_PORT).")
+    var httpPort: Int = Int(ProcessInfo.processInfo.environment["WARREN_HTTP_PORT"] ?? "") ?? 8001
+
+    @Flag(name: .customLong("no-http"), help: "Serve no HTTP API.")
+    var noHTTP = false
+
+    func validate() throws {
+        guard prefetch > 0 else { throw ValidationError("--prefetch must be at least 1") }
+        guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw ValidationError("--prefix '\(prefix)' may hold letters, digits and -_. only")
+        }
+        guard (1...65535).contains(httpPort) else { throw ValidationError("--http-port must be from 1 to 65535") }
+    }
+
+    func run(database: String, logLevel: Logger.Level) async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        var config = OrchestratorConfiguration(amqpURL: amqpURL, databasePath: database, prefix: prefix)
+        config.prefetch = prefetch
+        config.httpHost = httpHost
+        config.httpPort = noHTTP ? nil : httpPort
+        let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
+        let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "warren"))
+        do {
+            try await group.run()
+        } catch let e as OrchestratorError {
+            throw CLIError(e.description, code: 1)
+        }
+    }
 }
 
 /// `warren serve`: the orchestrator.
@@ -25,17 +90,10 @@ struct Serve: AsyncParsableCommand {
               WARREN_AMQP_URL=amqp://user:pass@rabbit:5672/%2f warren serve --db /var/lib/warren/warren.db
             """)
 
-    @Option(name: .customLong("amqp-url"), help: "The broker's AMQP URI (WARREN_AMQP_URL).")
-    var amqpURL = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
+    @OptionGroup var options: OrchestratorOptions
 
     @Option(name: .customLong("db"), help: "The SQLite file holding every promise (WARREN_DB).")
     var database = ProcessInfo.processInfo.environment["WARREN_DB"] ?? "warren.db"
-
-    @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).")
-    var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
-
-    @Option(help: "Deliveries in flight, and the largest batch per transaction (WARREN_PREFETCH).")
-    var prefetch: UInt16 = UInt16(ProcessInfo.processInfo.environment["WARREN_PREFETCH"] ?? "") ?? 512
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).")
     var logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
@@ -44,24 +102,26 @@ struct Serve: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }
-        guard prefetch > 0 else { throw ValidationError("--prefetch must be at least 1") }
-        guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-            throw ValidationError("--prefix '\(prefix)' may hold letters, digits and -_. only")
-        }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "warren")
-        var config = OrchestratorConfiguration(amqpURL: amqpURL, databasePath: database, prefix: prefix)
-        config.prefetch = prefetch
-        let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
-        let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        try await reporting { try await options.run(database: database, logLevel: Logger.Level(rawValue: logLevel)!) }
+    }
+}
+
+/// `warren dev`: the orchestrator on a throwaway database, with debug logs.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the orchestrator for development: a throwaway database in a temporary folder, debug logs.",
+        discussion: "Everything is forgotten when it stops. Example:\n  warren dev --amqp-url amqp://guest:guest@localhost:5672/%2f")
+
+    @OptionGroup var options: OrchestratorOptions
+
+    func run() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warren-dev-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        FileHandle.standardError.write(Data("warren dev: a throwaway database in \(dir.path)\n".utf8))
+        try await reporting { try await options.run(database: dir.appendingPathComponent("warren.db").path, logLevel: .debug) }
     }
 }

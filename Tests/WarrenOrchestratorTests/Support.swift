@@ -22,6 +22,9 @@ final class OrchestratorProcess: @unchecked Sendable {
     let database: String
     let log: String
     let url: String
+    /// Its HTTP API's port, and the API's base URL.
+    let httpPort = freePort()
+    var httpURL: String { "http://127.0.0.1:\(httpPort)" }
     private(set) var pid: pid_t = 0
 
     init(url: String) {
@@ -36,7 +39,7 @@ final class OrchestratorProcess: @unchecked Sendable {
     /// Starts the process and waits until it consumes its queue.
     func start() async throws {
         pid = try spawn(productsDirectory + "/warren", ["serve", "--amqp-url", url, "--db", database, "--prefix", prefix,
-                                                        "--log-level", "debug"], log: log)
+                                                        "--http-port", "\(httpPort)", "--log-level", "debug"], log: log)
         let connection = try await AMQPConnection.connect(url: url, name: "test-waits-for-orchestrator")
         defer { Task { await connection.close() } }
         let deadline = ContinuousClock.now + .seconds(30)

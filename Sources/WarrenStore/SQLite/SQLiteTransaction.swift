@@ -70,6 +70,22 @@ struct SQLiteTransaction: StoreTransaction {
         return Self.decodeList(try String.fetchOne(st, arguments: [taskID]))
     }
 
+    func tasks(states: Set<TaskRecord.State>?, limit: Int, cursor: String?) throws -> (tasks: [TaskRecord], cursor: String?) {
+        guard (1...PromiseSearch.maximumLimit).contains(limit) else {
+            throw StoreError(.invalidArgument, "the limit \(limit) must be from 1 to \(PromiseSearch.maximumLimit)")
+        }
+        var sql = "SELECT * FROM tasks WHERE id > ?"
+        if let states { sql += " AND state IN (" + (states.isEmpty ? "-1" : states.map { "\($0.rawValue)" }.joined(separator: ",")) + ")" }
+        sql += " ORDER BY id LIMIT ?"
+        var rows = try Row.fetchAll(db, sql: sql, arguments: [cursor ?? "", limit + 1]).map(Self.task(from:))
+        var next: String? = nil
+        if rows.count > limit {
+            rows.removeLast()
+            next = rows.last?.id
+        }
+        return (rows, next)
+    }
+
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage] {
         let st = try db.cachedStatement(sql: "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
         return try Row.fetchAll(st, arguments: [sequence, limit]).map { row in

@@ -1,0 +1,105 @@
+/// The approval page (`GET /ui`): pending promises tagged `human: "true"` with Approve and Reject
+/// buttons, and recent outcomes. Plain HTML and a little JavaScript over the promise API: Approve
+/// resolves with `"approved"`, Reject rejects with `"rejected"`, the optional comment travels in
+/// the value's `comment` header.
+enum ApprovalPage {
+    static let html = #"""
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Warren · approvals</title>
+<style>
+  :root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330; background: #f5f6f8; }
+  body { margin: 0 auto; max-width: 52rem; padding: 1rem; }
+  h1 { font-size: 1.4rem; margin: .5rem 0 1rem; }
+  h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; color: #4a5368; }
+  .card { background: #fff; border: 1px solid #dde1e8; border-radius: .6rem; padding: .9rem 1rem; margin: .6rem 0; }
+  .what { font-weight: 600; word-break: break-all; }
+  .meta { color: #5b6478; font-size: .9rem; margin: .3rem 0 .6rem; line-height: 1.5; }
+  .row { display: flex; gap: .5rem; flex-wrap: wrap; align-items: center; }
+  input[type=text] { flex: 1 1 12rem; padding: .55rem; border: 1px solid #c4cad6; border-radius: .4rem; font-size: 1rem; }
+  button { padding: .55rem 1.1rem; border: 0; border-radius: .4rem; font-size: 1rem; cursor: pointer; }
+  button.approve { background: #1f8a4c; color: #fff; }
+  button.reject { background: #c0392b; color: #fff; }
+  button:disabled { opacity: .5; cursor: default; }
+  .outcome { font-size: .95rem; }
+  .RESOLVED { color: #1f8a4c; } .REJECTED, .REJECTED_CANCELED, .REJECTED_TIMEDOUT { color: #c0392b; }
+  .empty { color: #5b6478; font-style: italic; }
+  #status { min-height: 1.2rem; color: #5b6478; font-size: .9rem; }
+</style>
+</head>
+<body>
+<h1>Waiting for a decision</h1>
+<div id="status"></div>
+<div id="pending"><p class="empty">Loading…</p></div>
+<h2>Recent outcomes</h2>
+<div id="recent"></div>
+<script>
+"use strict";
+const fmt = (ms) => ms ? new Date(ms).toLocaleString() : "";
+const text = (s) => { const d = document.createElement("span"); d.textContent = s; return d.innerHTML; };
+function decode(value) {
+  if (!value || !value.data) return "";
+  try { return JSON.stringify(JSON.parse(atob(value.data))); } catch (e) { return ""; }
+}
+async function search(state) {
+  const r = await fetch("/promises?state=" + state + "&tags%5Bhuman%5D=true&limit=100");
+  if (!r.ok) throw new Error("search failed: " + r.status);
+  return (await r.json()).promises;
+}
+async function decide(id, approve, comment, buttons) {
+  buttons.forEach(b => b.disabled = true);
+  const value = { headers: comment ? { comment } : {}, data: btoa(JSON.stringify(approve ? "approved" : "rejected")) };
+  const r = await fetch("/promises/" + encodeURIComponent(id), {
+    method: "PATCH",
+    headers: { "content-type": "application/json", "idempotency-key": "ui:" + id },
+    body: JSON.stringify({ state: approve ? "RESOLVED" : "REJECTED", value })
+  });
+  const body = await r.json();
+  document.getElementById("status").textContent = r.ok
+    ? (approve ? "Approved " : "Rejected ") + id
+    : "Could not settle " + id + ": " + (body.error ? body.error.message : r.status);
+  await refresh();
+}
+function card(p) {
+  const tags = p.tags || {};
+  const div = document.createElement("div");
+  div.className = "card";
+  div.dataset.id = p.id;
+  div.innerHTML =
+    '<div class="what">' + text(tags.title || tags.description || p.id) + '</div>' +
+    '<div class="meta">workflow <b>' + text(tags["warren:workflow"] || p.id.split(".")[0]) + '</b> · promise ' + text(p.id) +
+    '<br>waiting since ' + text(fmt(p.createdOn)) + ' · deadline ' + text(fmt(p.timeout)) + '</div>' +
+    '<div class="row"><input type="text" placeholder="Comment (optional)" aria-label="comment">' +
+    '<button class="approve">Approve</button><button class="reject">Reject</button></div>';
+  const input = div.querySelector("input");
+  const buttons = [div.querySelector(".approve"), div.querySelector(".reject")];
+  buttons[0].onclick = () => decide(p.id, true, input.value.trim(), buttons);
+  buttons[1].onclick = () => decide(p.id, false, input.value.trim(), buttons);
+  return div;
+}
+async function refresh() {
+  try {
+    const pending = await search("pending");
+    const box = document.getElementById("pending");
+    box.replaceChildren(...pending.map(card));
+    if (!pending.length) box.innerHTML = '<p class="empty">Nothing is waiting for a decision.</p>';
+    const settled = (await search("resolved")).concat(await search("rejected"))
+      .sort((a, b) => (b.completedOn || 0) - (a.completedOn || 0)).slice(0, 20);
+    document.getElementById("recent").innerHTML = settled.map(p =>
+      '<div class="card outcome"><span class="' + p.state + '">' + text(p.state) + '</span> · ' + text(p.id) +
+      ' ' + text(decode(p.value)) + (p.value.headers && p.value.headers.comment ? ' · “' + text(p.value.headers.comment) + '”' : '') +
+      ' · ' + text(fmt(p.completedOn)) + '</div>').join("") || '<p class="empty">None yet.</p>';
+  } catch (e) {
+    document.getElementById("status").textContent = String(e);
+  }
+}
+refresh();
+setInterval(refresh, 5000);
+</script>
+</body>
+</html>
+"""#
+}

@@ -1,0 +1,330 @@
+import Foundation
+import Hummingbird
+import Logging
+import Synchronization
+import WarrenStore
+
+/// A refused HTTP request: its status and a JSON error with a stable code.
+struct HTTPProblem: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    /// The specification's status for each way the store refuses a command (as Resonate's
+    /// server answers): an unknown id is 404, a create of an existing id 409, a completion of a
+    /// settled promise 403, anything malformed 400, a payload over the limit 413.
+    init(_ e: StoreError) {
+        let status: HTTPResponse.Status = switch e.code {
+        case .notFound: .notFound
+        case .alreadyExists: .conflict
+        case .alreadySettled: .forbidden
+        case .payloadTooLarge: .contentTooLarge
+        default: .badRequest
+        }
+        self.init(status, e.code.description, e.message)
+    }
+}
+
+/// The orchestrator's HTTP API: the Durable Promise Specification's routes, Warren's own
+/// (workflows, tasks, health), the OpenAPI document and the approval page. Writes go through a
+/// ``WriteBatcher`` (one transaction for all the requests waiting), reads through read snapshots
+/// that run beside the writer.
+struct HTTPAPI: Sendable {
+    let store: SQLiteStore
+    let batcher: WriteBatcher
+    let config: OrchestratorConfiguration
+    let readiness: Readiness
+    let logger: Logger
+
+    /// The largest request body accepted.
+    static let maximumBodyBytes = 1 << 20 + 64 * 1024
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    /// Every route, as the OpenAPI document names it (`{id}` may hold `/`). The router is built
+    /// from this table, and a test checks it against /openapi.json.
+    static let routes: [(method: String, path: String)] = [
+        ("POST", "/promises"), ("GET", "/promises"), ("GET", "/promises/{id}"), ("PATCH", "/promises/{id}"),
+        ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("GET", "/tasks"),
+        ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/ui"),
+    ]
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        for (method, path) in Self.routes {
+            let pattern = RouterPath(path.replacingOccurrences(of: "{id}", with: "**"))
+            let respond: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
+                try await handle { try await self.respond(method, path, request, context) }
+            }
+            switch method {
+            case "POST": router.post(pattern, use: respond)
+            case "PATCH": router.patch(pattern, use: respond)
+            default: router.get(pattern, use: respond)
+            }
+        }
+        return router
+    }
+
+    private func respond(_ method: String, _ path: String, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        switch (method, path) {
+        case ("POST", "/promises"): return try await createPromise(request)
+        case ("GET", "/promises"): return try await searchPromises(request)
+        case ("GET", "/promises/{id}"): return try await getPromise(Self.id(context))
+        case ("PATCH", "/promises/{id}"): return try await completePromise(Self.id(context), request)
+        case ("POST", "/workflows"): return try await startWorkflow(request)
+        case ("GET", "/workflows/{id}"): return try await workflow(Self.id(context))
+        case ("GET", "/tasks"): return try await tasks(request)
+        case ("GET", "/health"): return Self.json(.ok, ["status": "ok"])
+        case ("GET", "/ready"):
+            let (ready, why) = readiness.state
+            return Self.json(ready ? .ok : .serviceUnavailable, ["status": ready ? "ready" : "not ready", "reason": why])
+        case ("GET", "/openapi.json"):
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        case ("GET", "/ui"):
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: ApprovalPage.html)))
+        default:
+            throw HTTPProblem(.notFound, "notFound", "no route \(method) \(path)")
+        }
+    }
+
+    /// Runs a handler; a refusal becomes its status with `{"error": {"code", "message"}}`.
+    private func handle(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let p as HTTPProblem {
+            return Self.error(p)
+        } catch let e as StoreError {
+            return Self.error(HTTPProblem(e))
+        } catch let e where (e as? HTTPError)?.status == .contentTooLarge || String(describing: type(of: e)) == "NIOTooManyBytesError" {
+            // collectBody(upTo:) throws NIO's error when the body is over the limit.
+            return Self.error(HTTPProblem(.contentTooLarge, "payloadTooLarge", "the request body is larger than \(Self.maximumBodyBytes) bytes"))
+        } catch is WriteBatcher.ShuttingDown {
+            return Self.error(HTTPProblem(.serviceUnavailable, "unavailable", "the orchestrator is shutting down"))
+        } catch {
+            logger.error("HTTP request failed", metadata: ["error": "\(error)"])
+            return Self.error(HTTPProblem(.internalServerError, "internal", "the request failed: \(error)"))
+        }
+    }
+
+    static func error(_ p: HTTPProblem) -> Response {
+        struct Body: Encodable { struct E: Encodable { var code: String; var message: String }; var error: E }
+        return json(p.status, Body(error: .init(code: p.code, message: p.message)))
+    }
+
+    static func json<T: Encodable>(_ status: HTTPResponse.Status, _ value: T) -> Response {
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The id after `/promises/` or `/workflows/` (ids may hold `/`).
+    static func id(_ context: BasicRequestContext) throws(HTTPProblem) -> String {
+        let id = context.parameters.getCatchAll().joined(separator: "/")
+        guard !id.isEmpty, let decoded = id.removingPercentEncoding else {
+            throw HTTPProblem(.badRequest, "invalidID", "the path must name an id")
+        }
+        return decoded
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        var request = request
+        let buffer = try await request.collectBody(upTo: Self.maximumBodyBytes)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw HTTPProblem(.badRequest, "invalidArgument", "the body is not the expected JSON: \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "the field '\(key.stringValue)' is missing"
+        case DecodingError.typeMismatch(_, let c): "the field '\(c.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
+        case DecodingError.valueNotFound(_, let c): "the field '\(c.codingPath.map(\.stringValue).joined(separator: "."))' is null"
+        case DecodingError.dataCorrupted: "it is not valid JSON"
+        default: "\(error)"
+        }
+    }
+
+    private static func header(_ request: Request, _ name: String) -> String? {
+        request.headers.first { $0.name.canonicalName == name }?.value
+    }
+
+    private static func strict(_ request: Request) throws(HTTPProblem) -> Bool {
+        switch header(request, "strict")?.lowercased() {
+        case nil, "false": return false
+        case "true": return true
+        default: throw HTTPProblem(.badRequest, "invalidArgument", "the strict header must be true or false")
+        }
+    }
+
+    private static func now() -> Int64 { Orchestrator.nowMillis() }
+
+    // MARK: Promises (the specification's routes)
+
+    /// `POST /promises`: 201 with the record when created, 200 when an idempotent repeat.
+    func createPromise(_ request: Request) async throws -> Response {
+        let body = try await decode(CreatePromiseBody.self, request)
+        let create = CreatePromise(id: body.id, idempotencyKey: Self.header(request, "idempotency-key"), strict: try Self.strict(request),
+                                   param: try (body.param ?? .init()).stored("param"), timeout: body.timeout, tags: body.tags ?? [:])
+        let result = try await batcher.write { tx in try tx.createPromise(create, now: Self.now()) }
+        return Self.json(result.created ? .created : .ok, HTTPPromise(result.promise))
+    }
+
+    /// `PATCH /promises/{id}`: resolve, reject or cancel; 200 with the record.
+    func completePromise(_ id: String, _ request: Request) async throws -> Response {
+        let body = try await decode(CompletePromiseBody.self, request)
+        let completion: PromiseRules.Completion
+        switch body.state.uppercased() {
+        case "RESOLVED": completion = .resolve
+        case "REJECTED": completion = .reject
+        case "REJECTED_CANCELED": completion = .cancel
+        default: throw HTTPProblem(.badRequest, "invalidArgument", "state must be RESOLVED, REJECTED or REJECTED_CANCELED")
+        }
+        let settle = SettlePromise(id: id, completion: completion, idempotencyKey: Self.header(request, "idempotency-key"),
+                                   strict: try Self.strict(request), value: try (body.value ?? .init()).stored("value"))
+        let config = self.config
+        let result = try await batcher.write { tx in
+            let now = Self.now()
+            let result = try tx.settlePromise(settle, now: now)
+            if result.settled { try Orchestrator.settled(result, tx: tx, now: now, config: config) }
+            return result
+        }
+        return Self.json(.ok, HTTPPromise(result.promise))
+    }
+
+    /// `GET /promises/{id}`.
+    func getPromise(_ id: String) async throws -> Response {
+        guard let p = try await store.read({ tx in try tx.promise(id: id, now: Self.now()) }) else {
+            throw HTTPProblem(.notFound, "notFound", "no promise with id '\(id)'")
+        }
+        return Self.json(.ok, HTTPPromise(p))
+    }
+
+    /// `GET /promises?id=pattern&state=pending&tags[k]=v&limit=n&cursor=c`: `{"promises": [...], "cursor": "…"}`.
+    func searchPromises(_ request: Request) async throws -> Response {
+        var search = PromiseSearch()
+        for (rawKey, value) in request.uri.queryParameters {
+            let key = String(rawKey).removingPercentEncoding ?? String(rawKey)
+            let value = String(value)
+            switch key {
+            case "id", "q": search.id = value.isEmpty ? "*" : value
+            case "state": search.states = try Self.states(value)
+            case "limit":
+                guard let n = Int(value), (1...PromiseSearch.maximumLimit).contains(n) else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "limit must be a number from 1 to \(PromiseSearch.maximumLimit)")
+                }
+                search.limit = n
+            case "cursor": search.cursor = value.isEmpty ? nil : value
+            default:
+                guard key.hasPrefix("tags[") && key.hasSuffix("]") else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "unknown query parameter '\(key)'; use id, state, tags[name], limit, cursor")
+                }
+                search.tags[String(key.dropFirst(5).dropLast())] = value
+            }
+        }
+        let s = search
+        let page = try await store.read { tx in try tx.search(s, now: Self.now()) }
+        struct Page: Encodable { var promises: [HTTPPromise]; var cursor: String? }
+        return Self.json(.ok, Page(promises: page.promises.map(HTTPPromise.init), cursor: page.cursor))
+    }
+
+    static func states(_ value: String) throws(HTTPProblem) -> Set<PromiseState> {
+        switch value.lowercased() {
+        case "pending": return [.pending]
+        case "resolved": return [.resolved]
+        case "rejected": return [.rejected, .rejectedCanceled, .rejectedTimedout]
+        case "rejected_canceled": return [.rejectedCanceled]
+        case "rejected_timedout": return [.rejectedTimedout]
+        default: throw HTTPProblem(.badRequest, "invalidArgument", "state must be pending, resolved, rejected, rejected_canceled or rejected_timedout")
+        }
+    }
+
+    // MARK: Workflows and tasks (Warren's routes)
+
+    /// `POST /workflows`: starts a workflow (201), or finds the same one (200); another function
+    /// or arguments under an existing id is 409.
+    func startWorkflow(_ request: Request) async throws -> Response {
+        let body = try await decode(StartWorkflowBody.self, request)
+        var fields: [String: JSONValue] = ["id": .string(body.id), "function": .string(body.function), "group": .string(body.group),
+                                           "args": .array(body.args ?? [])]
+        if let timeout = body.timeout { fields["timeout"] = timeout }
+        if let tags = body.tags { fields["tags"] = .object(tags.mapValues { .string($0) }) }
+        let message: InboundMessage
+        do {
+            message = try InboundMessage.decode(routingKey: "workflow.start", type: nil, body: Array(JSONValue.object(fields).jsonText.utf8),
+                                                now: Self.now(), defaultTimeout: config.defaultTimeout, maximumBodyBytes: Self.maximumBodyBytes)
+        } catch {
+            throw HTTPProblem(.badRequest, "invalidArgument", error.reason)
+        }
+        guard case .startWorkflow(let create, let function, _) = message else { throw HTTPProblem(.badRequest, "invalidArgument", "not a workflow") }
+        let config = self.config
+        let result = try await batcher.write { tx in try Orchestrator.startWorkflow(create, function: function, tx: tx, now: Self.now(), config: config) }
+        return Self.json(result.created ? .created : .ok, try await view(of: result.promise))
+    }
+
+    /// `GET /workflows/{id}`: its state, result or error, and its task.
+    func workflow(_ id: String) async throws -> Response {
+        guard let p = try await store.read({ tx in try tx.promise(id: id, now: Self.now()) }) else {
+            throw HTTPProblem(.notFound, "notFound", "no workflow with id '\(id)'")
+        }
+        return Self.json(.ok, try await view(of: p))
+    }
+
+    func view(of p: PromiseRecord) async throws -> WorkflowView {
+        let task = try await store.read { tx in
+            try tx.task(id: p.id).map { TaskView($0, awaiting: try tx.awaitedPromises(taskID: $0.id)) }
+        }
+        let value = p.value.data.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        return WorkflowView(id: p.id, function: p.tags["warren:function"], state: p.state.rawValue,
+                            result: p.state == .resolved ? value : nil, error: p.state.isSettled && p.state != .resolved ? value : nil,
+                            createdOn: p.createdOn, completedOn: p.completedOn, timeout: p.timeout, task: task)
+    }
+
+    /// `GET /tasks?state=pending|acquired|suspended|completed&limit=n&cursor=c`.
+    func tasks(_ request: Request) async throws -> Response {
+        var states: Set<TaskRecord.State>? = nil
+        var limit = 100
+        var cursor: String? = nil
+        for (key, value) in request.uri.queryParameters {
+            switch key {
+            case "state":
+                guard let i = ["pending", "acquired", "suspended", "completed"].firstIndex(of: value.lowercased()) else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "state must be pending, acquired, suspended or completed")
+                }
+                states = [TaskRecord.State(rawValue: i)!]
+            case "limit":
+                guard let n = Int(value), (1...PromiseSearch.maximumLimit).contains(n) else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "limit must be a number from 1 to \(PromiseSearch.maximumLimit)")
+                }
+                limit = n
+            case "cursor": cursor = String(value)
+            default: throw HTTPProblem(.badRequest, "invalidArgument", "unknown query parameter '\(key)'; use state, limit, cursor")
+            }
+        }
+        let (s, l, c) = (states, limit, cursor)
+        let page = try await store.read { tx in
+            let (tasks, next) = try tx.tasks(states: s, limit: l, cursor: c)
+            return (try tasks.map { TaskView($0, awaiting: try tx.awaitedPromises(taskID: $0.id)) }, next)
+        }
+        struct Page: Encodable { var tasks: [TaskView]; var cursor: String? }
+        return Self.json(.ok, Page(tasks: page.0, cursor: page.1))
+    }
+}
+
+/// Whether the orchestrator can take work: its database is open and it consumes its queue.
+final class Readiness: Sendable {
+    private let current = Mutex<(Bool, String)>((false, "starting"))
+    var state: (ready: Bool, reason: String) { current.withLock { $0 } }
+    func set(_ ready: Bool, _ reason: String) { current.withLock { $0 = (ready, reason) } }
+}

@@ -1,0 +1,259 @@
+/// The OpenAPI document of the HTTP API, served at `/openapi.json`. A test checks that every
+/// operation here is served and that the server serves nothing it leaves out.
+enum OpenAPIDocument {
+    static let json = #"""
+{
+  "openapi": "3.0.3",
+  "info": {
+    "title": "Warren",
+    "version": "0.1.0",
+    "description": "Durable promises (the Durable Promise Specification's routes) and Warren's workflows, tasks and health. Promise data is base64 of the JSON text Warren stores."
+  },
+  "paths": {
+    "/promises": {
+      "post": {
+        "operationId": "createPromise",
+        "summary": "Create a promise",
+        "parameters": [
+          {"$ref": "#/components/parameters/RequestId"},
+          {"$ref": "#/components/parameters/IdempotencyKey"},
+          {"$ref": "#/components/parameters/Strict"}
+        ],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatePromise"}}}},
+        "responses": {
+          "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Promise"}}}},
+          "200": {"description": "An idempotent repeat: the existing promise", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Promise"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"}
+        }
+      },
+      "get": {
+        "operationId": "searchPromises",
+        "summary": "Search promises by id pattern, state and tags, a page at a time",
+        "parameters": [
+          {"name": "id", "in": "query", "schema": {"type": "string"}, "description": "An id pattern; * matches any run of characters"},
+          {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["pending", "resolved", "rejected", "rejected_canceled", "rejected_timedout"]}},
+          {"name": "tags", "in": "query", "style": "deepObject", "explode": true, "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+          {"name": "cursor", "in": "query", "schema": {"type": "string"}}
+        ],
+        "responses": {
+          "200": {"description": "A page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PromisePage"}}}},
+          "400": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/promises/{id}": {
+      "get": {
+        "operationId": "getPromise",
+        "summary": "Get a promise",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Promise"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      },
+      "patch": {
+        "operationId": "completePromise",
+        "summary": "Resolve, reject or cancel a promise",
+        "parameters": [
+          {"$ref": "#/components/parameters/Id"},
+          {"$ref": "#/components/parameters/RequestId"},
+          {"$ref": "#/components/parameters/IdempotencyKey"},
+          {"$ref": "#/components/parameters/Strict"}
+        ],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CompletePromise"}}}},
+        "responses": {
+          "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Promise"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/workflows": {
+      "post": {
+        "operationId": "startWorkflow",
+        "summary": "Start a workflow (the same id again finds it)",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StartWorkflow"}}}},
+        "responses": {
+          "201": {"description": "Started", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "200": {"description": "It exists with the same function and arguments", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/workflows/{id}": {
+      "get": {
+        "operationId": "getWorkflow",
+        "summary": "A workflow's state, result or error, and task",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/tasks": {
+      "get": {
+        "operationId": "listTasks",
+        "summary": "Tasks, a page at a time",
+        "parameters": [
+          {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["pending", "acquired", "suspended", "completed"]}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+          {"name": "cursor", "in": "query", "schema": {"type": "string"}}
+        ],
+        "responses": {
+          "200": {"description": "A page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskPage"}}}},
+          "400": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/health": {
+      "get": {"operationId": "health", "summary": "The process is up", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}}}
+    },
+    "/ready": {
+      "get": {
+        "operationId": "ready",
+        "summary": "The orchestrator consumes its queue",
+        "responses": {
+          "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+          "503": {"description": "Not ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}
+        }
+      }
+    },
+    "/openapi.json": {
+      "get": {"operationId": "openapi", "summary": "This document", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+    },
+    "/ui": {
+      "get": {"operationId": "approvalPage", "summary": "The approval page", "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}
+    }
+  },
+  "components": {
+    "parameters": {
+      "Id": {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+      "RequestId": {"name": "request-id", "in": "header", "schema": {"type": "string"}},
+      "IdempotencyKey": {"name": "idempotency-key", "in": "header", "schema": {"type": "string"}},
+      "Strict": {"name": "strict", "in": "header", "schema": {"type": "boolean"}}
+    },
+    "responses": {
+      "Error": {"description": "Refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    },
+    "schemas": {
+      "Value": {
+        "type": "object",
+        "properties": {
+          "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+          "data": {"type": "string", "format": "byte", "description": "base64"}
+        }
+      },
+      "Promise": {
+        "type": "object",
+        "required": ["id", "state", "param", "value", "timeout"],
+        "properties": {
+          "id": {"type": "string"},
+          "state": {"type": "string", "enum": ["PENDING", "RESOLVED", "REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT"]},
+          "param": {"$ref": "#/components/schemas/Value"},
+          "value": {"$ref": "#/components/schemas/Value"},
+          "timeout": {"type": "integer", "format": "int64"},
+          "idempotencyKeyForCreate": {"type": "string"},
+          "idempotencyKeyForComplete": {"type": "string"},
+          "createdOn": {"type": "integer", "format": "int64"},
+          "completedOn": {"type": "integer", "format": "int64"},
+          "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+        }
+      },
+      "CreatePromise": {
+        "type": "object",
+        "required": ["id", "timeout"],
+        "properties": {
+          "id": {"type": "string"},
+          "timeout": {"type": "integer", "format": "int64", "description": "epoch milliseconds"},
+          "param": {"$ref": "#/components/schemas/Value"},
+          "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+        }
+      },
+      "CompletePromise": {
+        "type": "object",
+        "required": ["state"],
+        "properties": {
+          "state": {"type": "string", "enum": ["RESOLVED", "REJECTED", "REJECTED_CANCELED"]},
+          "value": {"$ref": "#/components/schemas/Value"}
+        }
+      },
+      "PromisePage": {
+        "type": "object",
+        "required": ["promises"],
+        "properties": {"promises": {"type": "array", "items": {"$ref": "#/components/schemas/Promise"}}, "cursor": {"type": "string"}}
+      },
+      "StartWorkflow": {
+        "type": "object",
+        "required": ["id", "function", "group"],
+        "properties": {
+          "id": {"type": "string"},
+          "function": {"type": "string"},
+          "args": {"type": "array", "items": {}},
+          "group": {"type": "string"},
+          "timeout": {"description": "epoch milliseconds, or a duration such as \"24h\""},
+          "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+        }
+      },
+      "Task": {
+        "type": "object",
+        "required": ["id", "group", "state", "version", "updatedOn"],
+        "properties": {
+          "id": {"type": "string"},
+          "group": {"type": "string"},
+          "state": {"type": "string", "enum": ["pending", "acquired", "suspended", "completed"]},
+          "version": {"type": "integer", "format": "int64"},
+          "worker": {"type": "string"},
+          "awaiting": {"type": "array", "items": {"type": "string"}},
+          "updatedOn": {"type": "integer", "format": "int64"}
+        }
+      },
+      "TaskPage": {
+        "type": "object",
+        "required": ["tasks"],
+        "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}, "cursor": {"type": "string"}}
+      },
+      "Workflow": {
+        "type": "object",
+        "required": ["id", "state", "createdOn", "timeout"],
+        "properties": {
+          "id": {"type": "string"},
+          "function": {"type": "string"},
+          "state": {"type": "string", "enum": ["PENDING", "RESOLVED", "REJECTED", "REJECTED_CANCELED", "REJECTED_TIMEDOUT"]},
+          "result": {"description": "the workflow's result, when resolved"},
+          "error": {"description": "why it failed, when rejected"},
+          "createdOn": {"type": "integer", "format": "int64"},
+          "completedOn": {"type": "integer", "format": "int64"},
+          "timeout": {"type": "integer", "format": "int64"},
+          "task": {"$ref": "#/components/schemas/Task"}
+        }
+      },
+      "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}, "reason": {"type": "string"}}
+      },
+      "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+          "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+              "code": {"type": "string", "enum": ["notFound", "alreadyExists", "alreadySettled", "invalidID", "invalidArgument", "payloadTooLarge", "unavailable", "internal"]},
+              "message": {"type": "string"}
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""#
+}

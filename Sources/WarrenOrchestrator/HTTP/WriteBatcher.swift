@@ -1,0 +1,73 @@
+import Synchronization
+import WarrenStore
+
+/// Applies the writes of concurrent HTTP requests together: whatever is waiting when the writer
+/// is free goes into one transaction (one commit, one fsync), and each request gets its own
+/// result after the commit. A refused command leaves no trace and does not affect the others
+/// (the store's check-before-write contract); a database failure fails them all.
+final class WriteBatcher: Sendable {
+    private struct Job: Sendable {
+        /// Applies the job; returns what to do after the commit (resume its caller).
+        let apply: @Sendable (any StoreTransaction) throws -> @Sendable () -> Void
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    private let store: any PromiseStore
+    private let afterCommit: @Sendable () -> Void
+    private let queue = Mutex<(jobs: [Job], open: Bool)>(([], true))
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    /// `afterCommit` runs after every commit (the orchestrator wakes its outbox relay there).
+    init(store: any PromiseStore, afterCommit: @escaping @Sendable () -> Void) {
+        self.store = store
+        self.afterCommit = afterCommit
+        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Runs `body` in a write transaction shared with the other requests waiting now.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            let job = Job(apply: { tx in
+                do {
+                    let value = try body(tx)
+                    return { c.resume(returning: value) }
+                } catch let e as StoreError {
+                    return { c.resume(throwing: e) }
+                }
+            }, fail: { c.resume(throwing: $0) })
+            let accepted = queue.withLock { q in
+                if q.open { q.jobs.append(job) }
+                return q.open
+            }
+            if accepted { wake.yield() } else { job.fail(ShuttingDown()) }
+        }
+    }
+
+    struct ShuttingDown: Error, CustomStringConvertible {
+        var description: String { "the orchestrator is shutting down" }
+    }
+
+    /// Applies jobs until ``finish()``, everything waiting in one transaction.
+    func run() async {
+        for await _ in wakeups {
+            while true {
+                let jobs = queue.withLock { q in defer { q.jobs.removeAll() }; return q.jobs }
+                if jobs.isEmpty { break }
+                do {
+                    let resumptions = try await store.write { tx in try jobs.map { try $0.apply(tx) } }
+                    afterCommit()
+                    resumptions.forEach { $0() }
+                } catch {
+                    jobs.forEach { $0.fail(error) }
+                }
+            }
+        }
+    }
+
+    /// Stops accepting writes; ``run()`` ends after what is queued.
+    func finish() {
+        queue.withLock { $0.open = false }
+        wake.finish()
+    }
+}
