@@ -86,6 +86,23 @@ let package = Package(
             ]
         ),
         // A worker with the human-in-the-loop workflow, for the process-level tests.
+        // The examples (Examples/): the seed article's human-in-the-loop worker and gateway, and
+        // a refund that needs a manager's approval within a deadline.
+        .executableTarget(
+            name: "hitl-worker",
+            dependencies: ["Warren", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "Examples/HumanInTheLoop/Worker"
+        ),
+        .executableTarget(
+            name: "hitl-gateway",
+            dependencies: ["Warren", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Examples/HumanInTheLoop/Gateway"
+        ),
+        .executableTarget(
+            name: "refund-approval",
+            dependencies: ["Warren", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "Examples/RefundApproval"
+        ),
         .executableTarget(
             name: "WarrenTestWorker",
             dependencies: [

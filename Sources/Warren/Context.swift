@@ -205,17 +205,51 @@ public final class Context: Sendable {
     }
 
     private func sleep(timeout: String) async throws {
+        let timer = try await timerPromise(timeout: timeout)
+        if !timer.isSettled { throw interrupt(Suspension(awaiting: [timer.id])) }
+    }
+
+    /// The next id as a timer promise (created now, or as recorded).
+    private func timerPromise(timeout: String) async throws -> PromiseSnapshot {
         let (timerID, recorded) = nextID()
         if let recorded {
             try check(recorded, kind: "sleep")
-            if recorded.isSettled { return }
-            throw interrupt(Suspension(awaiting: [timerID]))
+            return recorded
         }
-        let (snapshot, _) = try await messenger.promiseRequest("promise.create", Wire.object([
+        return try await messenger.promiseRequest("promise.create", Wire.object([
             ("id", Wire.quote(timerID)), ("idempotencyKey", Wire.quote(timerID)), ("timeout", timeout),
             ("tags", Wire.object([("warren:kind", "\"sleep\""), ("warren:timer", "\"true\"")])),
-        ]))
-        if !snapshot.isSettled { throw interrupt(Suspension(awaiting: [timerID])) }
+        ])).promise
+    }
+
+    /// Waits for `promise` at most `duration`: its value, or `nil` if the time passed first.
+    /// Durable both ways (a timer promise, and the recorded winner), so a replay takes the same
+    /// branch even if the promise settled later. For reminders, escalations, soft deadlines:
+    ///
+    /// ```swift
+    /// while try await ctx.wait(for: approval, atMost: .seconds(3600), as: String.self) == nil {
+    ///     try await ctx.run(sendReminder, approval.id, name: "remind")
+    /// }
+    /// ```
+    public func wait<T: Decodable>(for promise: DurablePromise, atMost duration: Duration, as: T.Type = T.self) async throws -> T? {
+        let millis = max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let timer = try await timerPromise(timeout: "\"\(millis)ms\"")
+        let (decisionID, recorded) = nextID()
+        if let recorded {
+            try check(recorded, kind: "race")
+            if recorded.isSettled {
+                return try Self.outcome(of: recorded, as: String.self) == "promise" ? try await promise.value(as: T.self) : nil
+            }
+        }
+        if promise.snapshot.isSettled {
+            record(decisionID, kind: "race", state: "resolved", value: "\"promise\"")
+            return try await promise.value(as: T.self)
+        }
+        if timer.isSettled {
+            record(decisionID, kind: "race", state: "resolved", value: "\"timer\"")
+            return nil
+        }
+        throw interrupt(Suspension(awaiting: [promise.id, timer.id]))
     }
 
     // MARK: For the worker
@@ -271,6 +305,11 @@ public struct DurablePromise: Sendable {
         self.snapshot = snapshot
         self.context = context
     }
+
+    /// Whether it was settled when this run of the workflow began (or when it was created).
+    /// Read it only through recorded calls (``Context/wait(for:atMost:as:)``): it may differ
+    /// on a replay.
+    public var isSettled: Bool { snapshot.isSettled }
 
     /// The value the promise was resolved with. While it is pending, the workflow suspends here:
     /// the worker lets go of it, and a worker continues from this line once it settles.

@@ -1,0 +1,48 @@
+// The seed article's worker, in Swift on RabbitMQ: `foo-workflow` creates a promise, mails its
+// approval link (printed here), and waits, for as long as it takes, holding no memory and no
+// message, until someone resolves the promise.
+//
+//   WARREN_AMQP_URL=amqp://guest:guest@localhost:5672/%2f swift run hitl-worker
+import Foundation
+import Logging
+import ServiceLifecycle
+import Warren
+
+let env = ProcessInfo.processInfo.environment
+
+/// Prints a line at once (also into a file or a pipe, where print would buffer it).
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+let amqpURL = env["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
+let gateway = env["GATEWAY_URL"] ?? "http://localhost:5001"
+
+/// A durable step: it runs once, and its result is recorded.
+@Sendable func sendEmail(_ ctx: Context, _ promiseID: String) async throws -> String {
+    let link = "\(gateway)/unblock-workflow?promise_id=\(promiseID)"
+    say("Email sent! Please resolve the promise by visiting: \(link)")
+    return "Email sent for promise \(promiseID)"
+}
+
+nonisolated func main() async throws {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = Logger.Level(rawValue: env["LOG_LEVEL"] ?? "") ?? .info
+        return handler
+    }
+    let warren = try await Warren(url: amqpURL, group: "workers", prefix: env["WARREN_PREFIX"] ?? "warren")
+
+    warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
+        let blocking = try await ctx.promise(tags: ["human": "true", "title": "Approve workflow \(workflowID)"])
+        try await ctx.run(sendEmail, blocking.id, name: "sendEmail")
+        say("workflow \(workflowID) blocked, waiting on human interaction")
+        // The worker lets go here; any worker continues from this line once it is resolved.
+        let data: String = try await blocking.value()
+        say("workflow \(workflowID) unblocked, promise resolved with \(data)")
+        return "foo workflow \(workflowID) complete"
+    }
+
+    let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "hitl-worker"))
+    say("worker ready (group workers)")
+    try await group.run()
+}
+
+try await main()
