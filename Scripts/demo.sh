@@ -26,7 +26,6 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "Installing what is missing (RabbitMQ, rabbitmq-c, SQLite, curl)"
 Scripts/install-deps.sh
-command -v curl >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"; $sudo apt-get install -y -qq curl >/dev/null; }
 
 step "Building Warren in release mode (the first build takes a few minutes)"
 swift build -c release --product warren

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs, from Debian's packages, what Warren builds and tests with, when it is missing:
-# RabbitMQ (server), rabbitmq-c (librabbitmq-dev), amqp-tools, SQLite, pkg-config, openssl.
+# Installs, from Debian's packages, what Warren builds and runs with, when it is missing:
+# RabbitMQ (server), rabbitmq-c (librabbitmq-dev), amqp-tools, SQLite, pkg-config, openssl, curl.
+# With --test, also what only the tests use: chromium and its driver (the approval page in a
+# real browser) and docker-compose (to validate compose/docker-compose.yml).
+#   Scripts/install-deps.sh [--test]
 set -euo pipefail
+packages=(rabbitmq-server librabbitmq-dev amqp-tools libsqlite3-dev pkg-config openssl curl)
+[ "${1:-}" = "--test" ] && packages+=(chromium chromium-driver docker-compose)
 need=()
-for pkg in rabbitmq-server librabbitmq-dev amqp-tools libsqlite3-dev pkg-config openssl; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

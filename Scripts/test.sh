@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
 
-Scripts/install-deps.sh
+Scripts/install-deps.sh --test
+# selenium drives the browser in the approval page's test; it comes from PyPI into a venv.
+if [ ! -x .build/ui-venv/bin/python ] || ! .build/ui-venv/bin/python -c "import selenium" 2>/dev/null; then
+  python3 -m venv .build/ui-venv
+  .build/ui-venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20,<5"
+fi
 
 # Everything of this run (the shared broker, the tests' own brokers) lives under one folder.
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/warren-tests.XXXXXX")

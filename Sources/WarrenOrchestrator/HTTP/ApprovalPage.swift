@@ -84,8 +84,13 @@ async function refresh() {
   try {
     const pending = await search("pending");
     const box = document.getElementById("pending");
-    box.replaceChildren(...pending.map(card));
-    if (!pending.length) box.innerHTML = '<p class="empty">Nothing is waiting for a decision.</p>';
+    // Rebuild the cards only when the list changed, so that a comment being typed stays.
+    const ids = pending.map(p => p.id).join(" ");
+    if (box.dataset.ids !== ids) {
+      box.dataset.ids = ids;
+      box.replaceChildren(...pending.map(card));
+      if (!pending.length) box.innerHTML = '<p class="empty">Nothing is waiting for a decision.</p>';
+    }
     const settled = (await search("resolved")).concat(await search("rejected"))
       .sort((a, b) => (b.completedOn || 0) - (a.completedOn || 0)).slice(0, 20);
     document.getElementById("recent").innerHTML = settled.map(p =>

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+import WarrenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a user touches around the engine, as real processes: the `warren` command against a
+/// running orchestrator, the examples, the approval page in a real headless browser, and the
+/// compose file.
+@Suite("Product", .serialized)
+struct ProductTests {
+    /// Runs `warren ARGS --server …` and returns its exit status and output.
+    static func warren(_ orchestrator: OrchestratorProcess, _ args: [String], server: Bool = true) async throws -> (status: Int32, output: String) {
+        try await run(productsDirectory + "/warren", args + (server ? ["--server", orchestrator.httpURL] : []))
+    }
+
+    static func json(_ text: String) -> Any? {
+        try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+    }
+
+    @Test func theCommandLineCreatesSettlesSearchesAndShowsTreesAndTasks() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        do {
+            var r = try await Self.warren(orchestrator, ["promises", "create", "cli-1", "--timeout", "1h", "--tag", "human=true", "--data", #"{"amount": 5}"#])
+            #expect(r.status == 0, "\(r.output)")
+            #expect(r.output.contains("cli-1") && r.output.contains("PENDING") && r.output.contains("human=true"), "\(r.output)")
+            r = try await Self.warren(orchestrator, ["promises", "get", "cli-1", "--json"])
+            #expect((Self.json(r.output) as? [String: Any])?["state"] as? String == "PENDING", "\(r.output)")
+            r = try await Self.warren(orchestrator, ["promises", "resolve", "cli-1", "--data", #""approved""#, "--comment", "fine"])
+            #expect(r.status == 0 && r.output.contains("RESOLVED") && r.output.contains(#""approved""#), "\(r.output)")
+            // Distinct exit codes: already settled 4, unknown 3, bad input 64, unreachable 69.
+            r = try await Self.warren(orchestrator, ["promises", "reject", "cli-1"])
+            #expect(r.status == 4 && r.output.contains("first outcome wins"), "\(r.output)")
+            r = try await Self.warren(orchestrator, ["promises", "get", "no-such"])
+            #expect(r.status == 3 && r.output.contains("no promise"), "\(r.output)")
+            r = try await Self.warren(orchestrator, ["promises", "resolve", "cli-1", "--data", "not json"])
+            #expect(r.status == 64 && r.output.contains("must be JSON"), "\(r.output)")
+            r = try await run(productsDirectory + "/warren", ["promises", "get", "x", "--server", "http://127.0.0.1:\(freePort())"])
+            #expect(r.status == 69 && r.output.contains("cannot reach"), "\(r.output)")
+            r = try await Self.warren(orchestrator, ["promises", "search", "cli-*", "--state", "resolved", "--json"])
+            #expect(((Self.json(r.output) as? [String: Any])?["promises"] as? [[String: Any]])?.map { $0["id"] as? String } == ["cli-1"], "\(r.output)")
+
+            // A workflow started from the command line, seen as a tree and in the task list.
+            r = try await Self.warren(orchestrator, ["invoke", "cli-wf", "--func", "foo-workflow", "--arg", #""cli-wf""#, "--group", "workers", "--timeout", "1h"])
+            #expect(r.status == 0 && r.output.contains("foo-workflow"), "\(r.output)")
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            r = try await Self.warren(orchestrator, ["tasks", "list", "--state", "suspended"])
+            #expect(r.output.contains("cli-wf") && r.output.contains("cli-wf.1"), "\(r.output)")
+            r = try await Self.warren(orchestrator, ["tree", "cli-wf"])
+            #expect(r.status == 0, "\(r.output)")
+            let lines = r.output.split(separator: "\n")
+            #expect(lines.count == 3, "\(r.output)")
+            #expect(lines.first?.contains("workflow foo-workflow") == true && lines.first?.contains("PENDING") == true, "\(r.output)")
+            #expect(lines.dropFirst().first?.contains("cli-wf.1") == true && lines.dropFirst().first?.contains("[promise]") == true, "\(r.output)")
+            #expect(lines.last?.contains("[run:sendEmail]") == true && lines.last?.contains("RESOLVED") == true, "\(r.output)")
+            r = try await Self.warren(orchestrator, ["invoke", "cli-wf", "--func", "other", "--group", "workers"])
+            #expect(r.status == 4, "\(r.output)")
+        } catch {
+            print(orchestrator.logText.suffix(2000))
+            throw error
+        }
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+
+        // migrate and --version need no server.
+        let db = NSTemporaryDirectory() + "warren-migrate-\(UInt32.random(in: 0..<UInt32.max)).db"
+        defer { for s in ["", "-wal", "-shm"] { unlink(db + s) } }
+        var r = try await run(productsDirectory + "/warren", ["migrate", "--db", db])
+        #expect(r.status == 0 && r.output.contains("v1, v2"), "\(r.output)")
+        r = try await run(productsDirectory + "/warren", ["--version"])
+        #expect(r.status == 0 && !r.output.isEmpty)
+        r = try await run(productsDirectory + "/warren", ["promises", "frobnicate"])
+        #expect(r.status == 64, "\(r.output)")
+    }
+
+    @Test func theHumanInTheLoopExampleRunsAsTheArticleDescribes() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let dir = NSTemporaryDirectory() + "warren-orchestrator-tests"
+        let (workerLog, gatewayLog) = (dir + "/\(orchestrator.prefix)-hitl-worker.log", dir + "/\(orchestrator.prefix)-hitl-gateway.log")
+        var pids: [pid_t] = []
+        defer {
+            orchestrator.remove()
+            for p in pids where p > 0 { kill(p, SIGKILL) }
+            unlink(workerLog); unlink(gatewayLog)
+        }
+        try await orchestrator.start()
+        let port = freePort()
+        let env = ["WARREN_AMQP_URL": orchestrator.url, "WARREN_PREFIX": orchestrator.prefix, "GATEWAY_PORT": "\(port)",
+                   "GATEWAY_URL": "http://localhost:\(port)"]
+        pids.append(try spawn(productsDirectory + "/hitl-worker", [], log: workerLog, environment: env))
+        pids.append(try spawn(productsDirectory + "/hitl-gateway", [], log: gatewayLog, environment: env))
+        let gateway = "http://127.0.0.1:\(port)"
+        try await within(.seconds(30), "the gateway to listen") {
+            while (try? await http("GET", gateway + "/unblock-workflow")) == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        // Validation: precise 400s.
+        #expect(try await http("POST", gateway + "/start-workflow", "{}").status == 400)
+        #expect(try await http("GET", gateway + "/unblock-workflow").status == 400)
+        let started = Task { try await http("POST", gateway + "/start-workflow", #"{"workflow_id": "hitl-001"}"#) }
+        let link = try await within(.seconds(30), "the approval link") {
+            while true {
+                let text = (try? String(contentsOfFile: workerLog, encoding: .utf8)) ?? ""
+                if let line = text.split(separator: "\n").first(where: { $0.contains("unblock-workflow?promise_id=") }) {
+                    return String(line.split(separator: " ").last!)
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(link == "http://localhost:\(port)/unblock-workflow?promise_id=hitl-001.1")
+        let unblocked = try await http("GET", link.replacingOccurrences(of: "localhost", with: "127.0.0.1"))
+        #expect(unblocked.status == 200 && unblocked.json["message"] as? String == "workflow unblocked")
+        let answer = try await within(.seconds(30), "the workflow's result") { try await started.value }
+        #expect(answer.status == 200 && answer.json["message"] as? String == "foo workflow hitl-001 complete", "\(answer.text)")
+        // The link again: the first outcome won.
+        #expect(try await http("GET", link.replacingOccurrences(of: "localhost", with: "127.0.0.1")).status == 409)
+        let log = (try? String(contentsOfFile: workerLog, encoding: .utf8)) ?? ""
+        #expect(log.contains("unblocked, promise resolved with human_approval"), "\(log)")
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test(arguments: ["approve", "reject", "timeout", "small"])
+    func aRefundIsApprovedRejectedEscalatedOrPaidAtOnce(path: String) async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(orchestrator.prefix)-refund.log"
+        var worker: pid_t = 0
+        defer { orchestrator.remove(); if worker > 0 { kill(worker, SIGKILL) }; unlink(log) }
+        try await orchestrator.start()
+        // A deadline of 2.5 s with a reminder every 0.6 s: three reminders, then the deadline.
+        let env = ["WARREN_AMQP_URL": orchestrator.url, "WARREN_PREFIX": orchestrator.prefix,
+                   "REFUND_DEADLINE": "2500ms", "REFUND_REMINDER": "600ms"]
+        worker = try spawn(productsDirectory + "/refund-approval", ["worker"], log: log, environment: env)
+        let amount = path == "small" ? "40" : "250"
+        let client = Task { try await run(productsDirectory + "/refund-approval", ["start", "r-\(path)", "ada", amount], environment: env) }
+        @Sendable func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        if path == "approve" || path == "reject" {
+            try await within(.seconds(30), "the manager's notification") { while !logText().contains("manager notified") { try await Task.sleep(for: .milliseconds(20)) } }
+            let r = try await run(productsDirectory + "/warren", ["promises", path == "approve" ? "resolve" : "reject", "r-\(path).2",
+                                                                 "--data", path == "approve" ? #""approved""# : #""rejected""#, "--server", orchestrator.httpURL])
+            #expect(r.status == 0, "\(r.output)")
+        }
+        let outcome = try await within(.seconds(60), "the refund's outcome") { try await client.value }
+        #expect(outcome.status == 0, "\(outcome.output)\n\(logText())")
+        switch path {
+        case "approve": #expect(outcome.output.contains("250 paid after approval (approved)"), "\(outcome.output)")
+        case "reject":
+            #expect(outcome.output.contains("rejected by the manager"), "\(outcome.output)")
+            #expect(logText().contains("customer told"))
+        case "timeout":
+            #expect(outcome.output.contains("escalated"), "\(outcome.output)")
+            // Reminders while waiting, each once, then the escalation.
+            #expect(logText().components(separatedBy: "reminder ").count - 1 >= 2, "\(logText())")
+            #expect(!logText().contains("paid"))
+        default: #expect(outcome.output.contains("40 paid without approval"), "\(outcome.output)")
+        }
+        kill(worker, SIGTERM)
+        _ = await waitForExit(worker)
+        worker = 0
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test func theApprovalPageApprovesInARealBrowser() async throws {
+        let browser = packageRoot.path + "/.build/ui-venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: browser) else {
+            throw TestFailure("no browser driver: Scripts/test.sh installs chromium, chromium-driver and selenium (in .build/ui-venv)")
+        }
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let base = orchestrator.httpURL
+        #expect(try await http("POST", base + "/workflows", #"{"id": "ui-1", "function": "foo-workflow", "args": ["ui-1"], "group": "workers"}"#).status == 201)
+        _ = try await worker.line(startingWith: "", containing: "task suspended")
+        // The browser opens /ui, finds the card of ui-1.1, types a comment and clicks Approve.
+        let r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it"])
+        #expect(r.status == 0, "\(r.output)")
+        let done = try await within(.seconds(30), "the workflow to complete") {
+            while true {
+                let w = try await http("GET", base + "/workflows/ui-1")
+                if w.json["state"] as? String != "PENDING" { return w }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
+        let approval = try await http("GET", base + "/promises/ui-1.1")
+        #expect((approval.json["value"] as? [String: Any])?["headers"] as? [String: String] == ["comment": "ship it"])
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test func theComposeFileIsValid() async throws {
+        let compose = "/usr/bin/docker-compose"
+        guard FileManager.default.isExecutableFile(atPath: compose) else {
+            throw TestFailure("docker-compose is not installed: Scripts/test.sh installs it (Debian's docker-compose)")
+        }
+        let r = try await run(compose, ["-f", packageRoot.path + "/compose/docker-compose.yml", "config", "-q"])
+        #expect(r.status == 0, "\(r.output)")
+        let text = try String(contentsOfFile: packageRoot.path + "/compose/docker-compose.yml", encoding: .utf8)
+        for service in ["rabbitmq:", "orchestrator:", "worker:", "gateway:"] { #expect(text.contains(service)) }
+    }
+}
