@@ -7,10 +7,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
 
 Scripts/install-deps.sh --test
-# selenium drives the browser in the approval page's test; it comes from PyPI into a venv.
-if [ ! -x .build/ui-venv/bin/python ] || ! .build/ui-venv/bin/python -c "import selenium" 2>/dev/null; then
+# From PyPI into a venv: selenium drives the browser in the approval page's test; pika is the
+# Python client of the README's example.
+if [ ! -x .build/ui-venv/bin/python ] || ! .build/ui-venv/bin/python -c "import selenium, pika" 2>/dev/null; then
   python3 -m venv .build/ui-venv
-  .build/ui-venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20,<5"
+  .build/ui-venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20,<5" "pika>=1.3,<2"
 fi
 
 # Everything of this run (the shared broker, the tests' own brokers) lives under one folder.

@@ -194,6 +194,30 @@ struct ProductTests {
         _ = await orchestrator.kill(SIGTERM)
     }
 
+    @Test func theREADMEsPythonExampleResolvesAPromiseWithPika() async throws {
+        let python = packageRoot.path + "/.build/ui-venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw TestFailure("no Python venv: Scripts/test.sh installs pika (in .build/ui-venv)")
+        }
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        defer { orchestrator.remove() }
+        try await orchestrator.start()
+        let base = orchestrator.httpURL
+        #expect(try await http("POST", base + "/promises", #"{"id": "py-1", "timeout": 4102444800000}"#).status == 201)
+        let r = try await run(python, [packageRoot.path + "/Examples/clients/resolve_with_pika.py", "py-1", "approved", orchestrator.url, orchestrator.prefix])
+        #expect(r.status == 0, "\(r.output)")
+        let resolved = try await within(.seconds(15), "the resolve") {
+            while true {
+                let p = try await http("GET", base + "/promises/py-1")
+                if p.json["state"] as? String != "PENDING" { return p }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(resolved.json["state"] as? String == "RESOLVED")
+        #expect((resolved.json["value"] as? [String: Any])?["data"] as? String == b64(#""approved""#))
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
     @Test func theComposeFileIsValid() async throws {
         let compose = "/usr/bin/docker-compose"
         guard FileManager.default.isExecutableFile(atPath: compose) else {
