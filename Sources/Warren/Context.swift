@@ -27,6 +27,8 @@ public final class Context: Sendable {
         var running: [Task<Void, Never>] = []
         /// Why the run must stop (a suspension or a retry), even if the workflow's code caught it.
         var interrupt: (any Error)?
+        /// Child workflows started with `beginRpc` that were pending when this run saw them.
+        var children: [String] = []
     }
     private let state: Mutex<State>
 
@@ -170,19 +172,39 @@ public final class Context: Sendable {
 
     /// Starts `function(argument)` as a child workflow on the workers of `target` and returns
     /// its promise, to await later. The child is durable before this returns.
+    ///
+    /// The workflow does not complete before its children do: if it returns while one is still
+    /// running, it waits for it first (use ``detached(_:_:target:timeout:)`` for a child that may
+    /// outlive it).
     public func beginRpc<A: Encodable>(_ function: String, _ argument: A, target: String,
                                        timeout: Duration = .seconds(86_400)) async throws -> DurablePromise {
-        let kind = "rpc:" + function
+        try await child(function, argument, target: target, timeout: timeout, kind: "rpc:" + function, awaited: true)
+    }
+
+    /// Starts `function(argument)` as a workflow of its own on the workers of `target`, which may
+    /// outlive this one (it is not awaited when this one completes). Its id is below this
+    /// workflow's (`<id>.<n>`), so this workflow is kept (not deleted by retention) while it runs.
+    @discardableResult
+    public func detached<A: Encodable>(_ function: String, _ argument: A, target: String,
+                                       timeout: Duration = .seconds(86_400)) async throws -> DurablePromise {
+        try await child(function, argument, target: target, timeout: timeout, kind: "detached:" + function, awaited: false)
+    }
+
+    private func child<A: Encodable>(_ function: String, _ argument: A, target: String, timeout: Duration, kind: String,
+                                     awaited: Bool) async throws -> DurablePromise {
         let (childID, recorded) = nextID()
+        let snapshot: PromiseSnapshot
         if let recorded {
             try check(recorded, kind: kind)
-            return DurablePromise(id: childID, snapshot: recorded, context: self)
+            snapshot = recorded
+        } else {
+            snapshot = try await messenger.promiseRequest("workflow.start", Wire.object([
+                ("id", Wire.quote(childID)), ("function", Wire.quote(function)), ("args", "[" + (try Wire.json(argument)) + "]"),
+                ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
+                ("tags", Wire.object([("warren:kind", Wire.quote(kind))])),
+            ])).promise
         }
-        let (snapshot, _) = try await messenger.promiseRequest("workflow.start", Wire.object([
-            ("id", Wire.quote(childID)), ("function", Wire.quote(function)), ("args", "[" + (try Wire.json(argument)) + "]"),
-            ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
-            ("tags", Wire.object([("warren:kind", Wire.quote(kind))])),
-        ]))
+        if awaited, !snapshot.isSettled { state.withLock { $0.children.append(childID) } }
         return DurablePromise(id: childID, snapshot: snapshot, context: self)
     }
 
@@ -261,11 +283,12 @@ public final class Context: Sendable {
         }
     }
 
-    /// The step outcomes to report, and why the run stopped early, if it did.
-    func takeReport() -> (steps: [String], interrupt: (any Error)?) {
+    /// The step outcomes to report, why the run stopped early if it did, and the child
+    /// workflows it must still wait for.
+    func takeReport() -> (steps: [String], interrupt: (any Error)?, children: [String]) {
         state.withLock { s in
             defer { s.steps.removeAll() }
-            return (s.steps, s.interrupt)
+            return (s.steps, s.interrupt, s.children)
         }
     }
 

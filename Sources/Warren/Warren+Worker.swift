@@ -79,11 +79,13 @@ extension Warren {
                                          ("value", try Wire.json(["error": "no function '\(invocation.function)' is registered in group '\(group)'"]))])
         }
         let report = ctx.takeReport()
-        // A suspension or a retry stops the run even if the workflow's code caught it.
+        // A suspension or a retry stops the run even if the workflow's code caught it; a
+        // workflow that returned with children still running waits for them before it completes
+        // (a replay then returns the same outcome).
         switch report.interrupt {
         case let s as Suspension: outcome = ("task.suspend", [("awaiting", try Wire.json(s.awaiting))])
         case let r as RetryRequest: outcome = ("task.retry", [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
-        default: break
+        default: if !report.children.isEmpty { outcome = ("task.suspend", [("awaiting", try Wire.json(report.children))]) }
         }
         // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
         let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]

@@ -12,6 +12,9 @@ public struct PromiseSnapshot: Codable, Sendable, Equatable {
     public var value: Value?
     public var timeout: Int64
     public var tags: [String: String]?
+    /// When it was created and settled, in epoch milliseconds.
+    public var createdOn: Int64?
+    public var completedOn: Int64?
 
     public var isSettled: Bool { state != "PENDING" }
 

@@ -79,7 +79,7 @@ public final class Orchestrator: Service {
         let outboxChannel = try await publishing.openChannel()
         try await outboxChannel.confirmSelect()
         let relay = OutboxRelay(store: store, channel: outboxChannel, config: config, logger: logger)
-        let batcher = WriteBatcher(store: store, afterCommit: { relay.notify() })
+        let batcher = WriteBatcher(write: { body in try await relay.write(body) }, afterCommit: { relay.notify() })
         let http = try await startHTTP(store: store, batcher: batcher)
         logger.info("orchestrator started", metadata: [
             "database": "\(config.databasePath)", "queue": "\(config.orchestratorQueue)",
@@ -171,7 +171,7 @@ public final class Orchestrator: Service {
                 }
             }
             let logger = self.logger
-            try await store.write { tx in
+            try await relay.write { tx in
                 for (incoming, message) in work {
                     switch message {
                     case .failure(let e):
@@ -336,7 +336,7 @@ public final class Orchestrator: Service {
         while !Task.isCancelled {
             do {
                 let now = Self.nowMillis()
-                let (fired, next) = try await store.write { tx in
+                let (fired, next) = try await relay.write { tx in
                     let fired = try tx.fireTimers(now: now, limit: 1000)
                     for f in fired {
                         switch f {

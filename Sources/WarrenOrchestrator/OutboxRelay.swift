@@ -8,6 +8,13 @@ import WarrenStore
 /// Woken after every commit that wrote rows (and every 250 ms in any case); after a crash it
 /// simply finds the rows that are left and publishes them again, so every message goes out at
 /// least once.
+///
+/// Confirmed rows are not deleted in a transaction of their own: the next write of the
+/// orchestrator (a batch, a timer pass, HTTP writes) deletes them with its own changes
+/// (``takeConfirmed()``), so a busy orchestrator spends one commit per batch, not two. When no
+/// write comes within 50 ms the relay deletes them itself. The relay remembers how far it has
+/// published, so rows confirmed but not yet deleted are not sent again (after a crash they are:
+/// at least once).
 final class OutboxRelay: Sendable {
     private let store: SQLiteStore
     private let channel: AMQPChannel
@@ -16,6 +23,8 @@ final class OutboxRelay: Sendable {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     private let declaredGroups = Mutex(Set<String>())
+    /// Rows published and confirmed, waiting to be deleted; and the last sequence published.
+    private let progress = Mutex<(confirmed: [Int64], publishedThrough: Int64, since: ContinuousClock.Instant?)>(([], 0, nil))
 
     init(store: SQLiteStore, channel: AMQPChannel, config: OrchestratorConfiguration, logger: Logger) {
         self.store = store
@@ -46,9 +55,42 @@ final class OutboxRelay: Sendable {
                     wake.yield()
                 }
             }
+            group.addTask { await self.deleteLeftovers() }
             for await _ in wakeups { await drain() }
             await drain()
+            await deleteConfirmed()
             group.cancelAll()
+        }
+    }
+
+    /// Confirmed rows for the caller's transaction to delete. If that transaction fails, give
+    /// them back with ``restore(_:)``.
+    func takeConfirmed() -> [Int64] {
+        progress.withLock { p in
+            defer { p.confirmed.removeAll(); p.since = nil }
+            return p.confirmed
+        }
+    }
+
+    func restore(_ sequences: [Int64]) {
+        guard !sequences.isEmpty else { return }
+        progress.withLock { p in
+            p.confirmed += sequences
+            p.since = p.since ?? .now
+        }
+    }
+
+    /// Runs a write transaction that also deletes the confirmed rows.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        let confirmed = takeConfirmed()
+        do {
+            return try await store.write { tx in
+                if !confirmed.isEmpty { try tx.deleteOutbox(sequences: confirmed) }
+                return try body(tx)
+            }
+        } catch {
+            restore(confirmed)
+            throw error
         }
     }
 
@@ -56,8 +98,12 @@ final class OutboxRelay: Sendable {
     private func drain() async {
         while true {
             do {
-                if try await publishOnce() == 0 { return }
+                if try await publishOnce() == 0 { break }
             } catch {
+                // Start again from the oldest row left: what was confirmed is deleted first, so
+                // only what was not may go out twice.
+                await deleteConfirmed()
+                progress.withLock { $0.publishedThrough = 0 }
                 if shuttingDown.withLock({ $0 }) {
                     logger.warning("outbox relay: stopping with messages left; they go out at the next start", metadata: ["error": "\(error)"])
                     return
@@ -68,9 +114,29 @@ final class OutboxRelay: Sendable {
         }
     }
 
-    /// Publishes one page of the outbox; returns how many rows went out.
+    /// Deletes confirmed rows that no write of the orchestrator took along within 50 ms.
+    private func deleteLeftovers() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(25))
+            guard let since = progress.withLock({ $0.since }), ContinuousClock.now - since >= .milliseconds(50) else { continue }
+            await deleteConfirmed()
+        }
+    }
+
+    /// Deletes the confirmed rows in a transaction of their own, if there are any.
+    private func deleteConfirmed() async {
+        guard progress.withLock({ !$0.confirmed.isEmpty }) else { return }
+        do {
+            try await write { _ in }
+        } catch {
+            logger.warning("outbox relay: deleting published rows failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Publishes one page of the outbox after what this relay published; returns how many rows went out.
     private func publishOnce() async throws -> Int {
-        let rows = try await store.read { tx in try tx.outbox(after: 0, limit: 1000) }
+        let after = progress.withLock { $0.publishedThrough }
+        let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
         guard !rows.isEmpty else { return 0 }
         var confirmations: [PublishConfirmation] = []
         confirmations.reserveCapacity(rows.count)
@@ -89,9 +155,11 @@ final class OutboxRelay: Sendable {
                 firstError = firstError ?? error
             }
         }
-        if !confirmed.isEmpty {
-            let sequences = confirmed
-            try await store.write { tx in try tx.deleteOutbox(sequences: sequences) }
+        let last = rows.last!.sequence
+        progress.withLock { p in
+            p.confirmed += confirmed
+            if !p.confirmed.isEmpty { p.since = p.since ?? .now }
+            if firstError == nil { p.publishedThrough = max(p.publishedThrough, last) }
         }
         if let firstError { throw firstError }
         return rows.count

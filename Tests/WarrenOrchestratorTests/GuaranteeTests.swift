@@ -209,4 +209,39 @@ struct GuaranteeTests {
         await worker.kill(SIGTERM)
         _ = await orchestrator.kill(SIGTERM)
     }
+
+    @Test func childWorkflowsRunOnWorkersAndAParentWaitsForTheChildrenItStarted() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            let result = try await within(.seconds(30), "the parent") {
+                try await client.rpc("parent-1", "parent-workflow", 5, target: "workers", as: String.self)
+            }
+            #expect(result == "parent of 10")
+            // The child it started and did not await had completed before the parent did.
+            let child = try await client.promises.get("parent-1.2")
+            let parent = try await client.promises.get("parent-1")
+            #expect(child.state == "RESOLVED" && child.value?.data == "20")
+            #expect(parent.state == "RESOLVED")
+            // Replays of the parent returned the recorded time, not a new one.
+            let lines = worker.text.split(separator: "\n").filter { $0.hasPrefix("parent returns at") }
+            #expect(lines.count >= 2 && Set(lines).count == 1, "\(lines)")
+            // Steps started with beginRun run at the same time.
+            let parallel = try await within(.seconds(30), "the parallel workflow") {
+                try await client.rpc("parallel-1", "parallel-workflow", 3, target: "workers", as: Int.self)
+            }
+            #expect(parallel == 300 + 3, "peak concurrency × 100 + sum: \(parallel)")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
 }

@@ -2,6 +2,7 @@
 //   WarrenTestWorker URL PREFIX
 // Prints "approve: <promise id>" when `sendEmail` runs, and "unblocked: <decision>" after the wait.
 import Foundation
+import Synchronization
 import Logging
 import ServiceLifecycle
 import Warren
@@ -19,6 +20,22 @@ guard args.count == 3 else {
 }
 
 struct FlakyError: Error { var attempt: Int }
+
+let running = Atomic<Int>(0)
+final class Peak: Sendable {
+    private let v = Mutex(0)
+    func max(_ n: Int) { v.withLock { $0 = Swift.max($0, n) } }
+    var value: Int { v.withLock { $0 } }
+}
+let peak = Peak()
+
+extension Range where Bound == Int {
+    func asyncMap<T>(_ f: (Int) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for i in self { out.append(try await f(i)) }
+        return out
+    }
+}
 
 nonisolated func main() async throws {
     LoggingSystem.bootstrap { label in
@@ -60,6 +77,34 @@ nonisolated func main() async throws {
             return n
         }, counter, name: "flaky", retry: RetryPolicy(maximumAttempts: 5, initialDelay: .milliseconds(200)))
         return "succeeded on attempt \(attempts)"
+    }
+    // A child workflow awaited, and one started and left running: the parent completes only
+    // after it.
+    warren.register("parent-workflow") { (ctx: Context, n: Int) async throws -> String in
+        let doubled: Int = try await ctx.rpc("double-workflow", n, target: "workers")
+        _ = try await ctx.beginRpc("slow-double", doubled, target: "workers")
+        let ran = try await ctx.now()
+        FileHandle.standardOutput.write(Data("parent returns at \(Int(ran.timeIntervalSince1970 * 1000))\n".utf8))
+        return "parent of \(doubled)"
+    }
+    warren.register("slow-double") { (ctx: Context, n: Int) async throws -> Int in
+        try await ctx.sleep(for: .milliseconds(300))
+        return n * 2
+    }
+    // Three steps at once: returns how many ran at the same time.
+    warren.register("parallel-workflow") { (ctx: Context, n: Int) async throws -> Int in
+        let handles = try await (0..<n).asyncMap { i in
+            try await ctx.beginRun({ (_: Context, i: Int) async throws -> Int in
+                let now = running.add(1, ordering: .relaxed).newValue
+                peak.max(now)
+                try await Task.sleep(for: .milliseconds(300))
+                running.subtract(1, ordering: .relaxed)
+                return i
+            }, i, name: "part")
+        }
+        var sum = 0
+        for h in handles { sum += try await h.value() }
+        return peak.value * 100 + sum
     }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()

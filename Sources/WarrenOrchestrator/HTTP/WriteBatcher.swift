@@ -12,15 +12,17 @@ final class WriteBatcher: Sendable {
         let fail: @Sendable (any Error) -> Void
     }
 
-    private let store: any PromiseStore
+    private let storeWrite: @Sendable (@escaping @Sendable (any StoreTransaction) throws -> [@Sendable () -> Void]) async throws -> [@Sendable () -> Void]
     private let afterCommit: @Sendable () -> Void
     private let queue = Mutex<(jobs: [Job], open: Bool)>(([], true))
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
     /// `afterCommit` runs after every commit (the orchestrator wakes its outbox relay there).
-    init(store: any PromiseStore, afterCommit: @escaping @Sendable () -> Void) {
-        self.store = store
+    /// `write` runs a transaction (the orchestrator's, which also deletes published outbox rows).
+    init(write: @escaping @Sendable (@escaping @Sendable (any StoreTransaction) throws -> [@Sendable () -> Void]) async throws -> [@Sendable () -> Void],
+         afterCommit: @escaping @Sendable () -> Void) {
+        self.storeWrite = write
         self.afterCommit = afterCommit
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -55,7 +57,7 @@ final class WriteBatcher: Sendable {
                 let jobs = queue.withLock { q in defer { q.jobs.removeAll() }; return q.jobs }
                 if jobs.isEmpty { break }
                 do {
-                    let resumptions = try await store.write { tx in try jobs.map { try $0.apply(tx) } }
+                    let resumptions = try await storeWrite { tx in try jobs.map { try $0.apply(tx) } }
                     afterCommit()
                     resumptions.forEach { $0() }
                 } catch {
