@@ -23,10 +23,16 @@ bin=$(swift build -c release --show-bin-path)
 background "$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log"
 background "$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1
 wait_for_consumer "$work/broker" warren.group.bench
-echo "workflow benchmark: three-step workflows started with rpc and awaited through their settled events"
+broker_pid=$(cat "$work/broker/broker.pid")
+orchestrator_pid=${bench_pids[0]}; worker_pid=${bench_pids[1]}
+echo "workflow benchmark: three-step workflows started with rpc, each awaited through its subscription"
+echo "(cpu: milliseconds of CPU per 1,000 workflows and latency samples, by process)"
 for n in 1 32 256; do
   count=$workflows
   [ "$n" -eq 1 ] && count=$((workflows / 10))
+  b0=$(cpu_ms "$broker_pid"); o0=$(cpu_ms "$orchestrator_pid"); w0=$(cpu_ms "$worker_pid")
   line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" "$samples")
-  echo "in flight $n ($count workflows): $line"
+  b=$(( ($(cpu_ms "$broker_pid") - b0) * 1000 / count )); o=$(( ($(cpu_ms "$orchestrator_pid") - o0) * 1000 / count ))
+  w=$(( ($(cpu_ms "$worker_pid") - w0) * 1000 / count ))
+  echo "in flight $n ($count workflows): $line cpu_broker=$b cpu_orchestrator=$o cpu_worker=$w"
 done

@@ -60,3 +60,13 @@ background() {
   "$@" &
   bench_pids+=($!)
 }
+
+# cpu_ms PID...: CPU time (user + system) the processes have used so far, in milliseconds.
+cpu_ms() {
+  local total=0 pid t
+  for pid in "$@"; do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo $((total * 1000 / $(getconf CLK_TCK)))
+}

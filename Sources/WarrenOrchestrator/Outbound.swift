@@ -10,16 +10,11 @@ enum Outbound {
     static let contentTypeKey = "amqp.content_type"
     static let errorHeader = "x-warren-error"
 
-    private static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
 
     /// `promise.settled` on `settled.<id>`: the promise record, exactly as the HTTP API returns it.
     static func settledEvent(_ p: PromiseRecord, config: OrchestratorConfiguration) -> OutboxMessage {
         OutboxMessage(exchange: config.exchange, routingKey: "settled." + p.id, kind: "promise.settled",
-                      body: Array((try? encoder.encode(p)) ?? Data()))
+                      body: Array(p.jsonText.utf8))
     }
 
     /// `task.execute` on `execute.<group>`: run (or replay) this task version, with its root
@@ -28,28 +23,36 @@ enum Outbound {
     static func execute(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord],
                         config: OrchestratorConfiguration) -> OutboxMessage {
         OutboxMessage(exchange: config.exchange, routingKey: "execute." + task.group, kind: "task.execute",
-                      body: Array((try? encoder.encode(TaskMessage(task, promise: promise, children: children))) ?? Data()))
+                      body: taskMessage(task, promise: promise, children: children))
     }
 
-    /// The task part of execute messages and claim replies.
-    struct TaskMessage: Encodable {
-        struct Task: Encodable {
-            var id: String; var version: Int64; var group: String; var retry: Retry?
+    /// The body of execute messages and claim replies: the task (with the failures of the step
+    /// it retries), its promise, and the promises below it.
+    static func taskMessage(_ t: TaskRecord, promise: PromiseRecord, children: [PromiseRecord]) -> [UInt8] {
+        var out = "{\"children\":["
+        for (i, c) in children.enumerated() {
+            if i > 0 { out += "," }
+            c.writeJSON(into: &out)
         }
-        struct Retry: Encodable { var step: String; var failures: Int }
-        var task: Task; var promise: PromiseRecord; var children: [PromiseRecord]
-
-        init(_ t: TaskRecord, promise: PromiseRecord, children: [PromiseRecord]) {
-            task = Task(id: t.id, version: t.version, group: t.group, retry: t.retry.map { Retry(step: $0.step, failures: $0.failures) })
-            self.promise = promise
-            self.children = children
+        out += "],\"promise\":"
+        promise.writeJSON(into: &out)
+        out += ",\"task\":{\"group\":"
+        JSONValue.quote(t.group, into: &out)
+        out += ",\"id\":"
+        JSONValue.quote(t.id, into: &out)
+        if let r = t.retry {
+            out += ",\"retry\":{\"failures\":\(r.failures),\"step\":"
+            JSONValue.quote(r.step, into: &out)
+            out += "}"
         }
+        out += ",\"version\":\(t.version)}}"
+        return Array(out.utf8)
     }
 
     /// The settled promise, to a subscriber's address, with its correlation id.
     static func notify(_ s: Subscriber, of p: PromiseRecord) -> OutboxMessage {
         OutboxMessage(exchange: "", routingKey: s.address, kind: "promise.settled", headers: [correlationIDKey: s.correlation],
-                      body: Array((try? encoder.encode(p)) ?? Data()))
+                      body: Array(p.jsonText.utf8))
     }
 
     /// The answer to `task.claim`: the task's version to report with, its promise, and the
@@ -59,32 +62,40 @@ enum Outbound {
         var headers: [String: String] = [:]
         if let correlationID { headers[correlationIDKey] = correlationID }
         return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
-                             body: Array((try? encoder.encode(TaskMessage(task, promise: promise, children: children))) ?? Data()))
+                             body: taskMessage(task, promise: promise, children: children))
     }
 
     /// The answer to a command that named `reply_to`: the promise, or an error.
     static func reply(to replyTo: String, correlationID: String?, promise: PromiseRecord?, created: Bool? = nil,
                       error: (code: String, message: String)? = nil) -> OutboxMessage {
-        struct Body: Encodable {
-            var promise: PromiseRecord?
-            var created: Bool?
-            var error: ErrorBody?
+        var out = "{"
+        if let created { out += "\"created\":\(created)," }
+        if let error {
+            out += "\"error\":{\"code\":"
+            JSONValue.quote(error.code, into: &out)
+            out += ",\"message\":"
+            JSONValue.quote(error.message, into: &out)
+            out += "},"
         }
-        struct ErrorBody: Encodable { var code: String; var message: String }
-        let body = Body(promise: promise, created: created, error: error.map { ErrorBody(code: $0.code, message: $0.message) })
-        var headers: [String: String] = [:]
-        if let correlationID { headers[correlationIDKey] = correlationID }
-        return OutboxMessage(exchange: "", routingKey: replyTo, kind: error == nil ? "reply" : "error", headers: headers,
-                             body: Array((try? encoder.encode(body)) ?? Data()))
+        out += "\"promise\":"
+        if let promise { promise.writeJSON(into: &out) } else { out += "null" }
+        out += "}"
+        return OutboxMessage(exchange: "", routingKey: replyTo, kind: error == nil ? "reply" : "error",
+                             headers: correlationID.map { [correlationIDKey: $0] } ?? [:], body: Array(out.utf8))
     }
 
     /// The answer to `promise.search`: a page of promises and the cursor of the next.
     static func searchReply(to replyTo: String, correlationID: String?, page: PromisePage) -> OutboxMessage {
-        struct Body: Encodable { var promises: [PromiseRecord]; var cursor: String? }
-        var headers: [String: String] = [:]
-        if let correlationID { headers[correlationIDKey] = correlationID }
-        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
-                             body: Array((try? encoder.encode(Body(promises: page.promises, cursor: page.cursor))) ?? Data()))
+        var out = "{"
+        if let cursor = page.cursor { out += "\"cursor\":"; JSONValue.quote(cursor, into: &out); out += "," }
+        out += "\"promises\":["
+        for (i, p) in page.promises.enumerated() {
+            if i > 0 { out += "," }
+            p.writeJSON(into: &out)
+        }
+        out += "]}"
+        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply",
+                             headers: correlationID.map { [correlationIDKey: $0] } ?? [:], body: Array(out.utf8))
     }
 
     /// The original message with the reason it could not be applied, for `<prefix>.dead`.

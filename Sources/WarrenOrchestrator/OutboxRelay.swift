@@ -9,12 +9,15 @@ import WarrenStore
 /// simply finds the rows that are left and publishes them again, so every message goes out at
 /// least once.
 ///
-/// Confirmed rows are not deleted in a transaction of their own: the next write of the
-/// orchestrator (a batch, a timer pass, HTTP writes) deletes them with its own changes
-/// (``takeConfirmed()``), so a busy orchestrator spends one commit per batch, not two. When no
+/// Publishing never waits for confirms: rows committed while earlier ones await their confirm go
+/// out at once (a confirm of a persistent message can take milliseconds, and a resumed workflow's
+/// next message must not queue behind it). A confirmer task awaits the confirms in order and
+/// marks the rows confirmed. Confirmed rows are not deleted in a transaction of their own: the
+/// next write of the orchestrator (a batch, a timer pass, HTTP writes) deletes them with its own
+/// changes (``write(_:)``), so a busy orchestrator spends one commit per batch, not two; when no
 /// write comes within 50 ms the relay deletes them itself. The relay remembers how far it has
-/// published, so rows confirmed but not yet deleted are not sent again (after a crash they are:
-/// at least once).
+/// published, so rows published but not yet deleted are not sent again, unless a confirm fails:
+/// then it starts again from the oldest row left (at least once).
 final class OutboxRelay: Sendable {
     private let store: SQLiteStore
     private let channel: AMQPChannel
@@ -23,8 +26,25 @@ final class OutboxRelay: Sendable {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     private let declaredGroups = Mutex(Set<String>())
-    /// Rows published and confirmed, waiting to be deleted; and the last sequence published.
-    private let progress = Mutex<(confirmed: [Int64], publishedThrough: Int64, since: ContinuousClock.Instant?)>(([], 0, nil))
+    private let shuttingDown = Mutex(false)
+
+    private struct Progress {
+        /// Rows confirmed, waiting to be deleted, and since when the oldest waits.
+        var confirmed: [Int64] = []
+        var since: ContinuousClock.Instant?
+        /// The last sequence published; reading resumes after it.
+        var publishedThrough: Int64 = 0
+        /// Published rows whose confirm has not come yet.
+        var inFlight = 0
+        /// A confirm failed: publish again from the oldest row left.
+        var failed = false
+    }
+    private let progress = Mutex(Progress())
+    private let confirms: AsyncStream<[(Int64, PublishConfirmation)]>
+    private let confirmQueue: AsyncStream<[(Int64, PublishConfirmation)]>.Continuation
+
+    /// At most this many published rows await their confirm; publishing waits beyond it.
+    static let maximumInFlight = 20_000
 
     init(store: SQLiteStore, channel: AMQPChannel, config: OrchestratorConfiguration, logger: Logger) {
         self.store = store
@@ -32,6 +52,7 @@ final class OutboxRelay: Sendable {
         self.config = config
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (confirms, confirmQueue) = AsyncStream.makeStream()
     }
 
     /// Asks the relay to look at the outbox now.
@@ -42,8 +63,6 @@ final class OutboxRelay: Sendable {
         shuttingDown.withLock { $0 = true }
         wake.finish()
     }
-
-    private let shuttingDown = Mutex(false)
 
     /// Publishes until ``finish()`` is called and the outbox is empty.
     func run() async {
@@ -56,40 +75,35 @@ final class OutboxRelay: Sendable {
                 }
             }
             group.addTask { await self.deleteLeftovers() }
+            group.addTask { await self.awaitConfirms() }
             for await _ in wakeups { await drain() }
             await drain()
+            // The last confirms, then the last deletes.
+            while progress.withLock({ $0.inFlight > 0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+            confirmQueue.finish()
             await deleteConfirmed()
             group.cancelAll()
         }
     }
 
-    /// Confirmed rows for the caller's transaction to delete. If that transaction fails, give
-    /// them back with ``restore(_:)``.
-    func takeConfirmed() -> [Int64] {
-        progress.withLock { p in
+    /// Runs a write transaction that also deletes the confirmed rows.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        let confirmed = progress.withLock { p in
             defer { p.confirmed.removeAll(); p.since = nil }
             return p.confirmed
         }
-    }
-
-    func restore(_ sequences: [Int64]) {
-        guard !sequences.isEmpty else { return }
-        progress.withLock { p in
-            p.confirmed += sequences
-            p.since = p.since ?? .now
-        }
-    }
-
-    /// Runs a write transaction that also deletes the confirmed rows.
-    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
-        let confirmed = takeConfirmed()
         do {
             return try await store.write { tx in
                 if !confirmed.isEmpty { try tx.deleteOutbox(sequences: confirmed) }
                 return try body(tx)
             }
         } catch {
-            restore(confirmed)
+            if !confirmed.isEmpty {
+                progress.withLock { p in
+                    p.confirmed += confirmed
+                    p.since = p.since ?? .now
+                }
+            }
             throw error
         }
     }
@@ -97,19 +111,83 @@ final class OutboxRelay: Sendable {
     /// Publishes until the outbox is empty, retrying while the broker is away.
     private func drain() async {
         while true {
-            do {
-                if try await publishOnce() == 0 { break }
-            } catch {
-                // Start again from the oldest row left: what was confirmed is deleted first, so
-                // only what was not may go out twice.
+            if progress.withLock({ $0.failed }) {
+                // Start again from the oldest row left, once what is in flight has settled and
+                // what was confirmed is deleted: only what was not confirmed may go out twice.
+                while progress.withLock({ $0.inFlight > 0 }) { try? await Task.sleep(for: .milliseconds(5)) }
                 await deleteConfirmed()
-                progress.withLock { $0.publishedThrough = 0 }
+                progress.withLock { p in
+                    p.publishedThrough = 0
+                    p.failed = false
+                }
                 if shuttingDown.withLock({ $0 }) {
-                    logger.warning("outbox relay: stopping with messages left; they go out at the next start", metadata: ["error": "\(error)"])
+                    logger.warning("outbox relay: stopping with messages left; they go out at the next start")
                     return
                 }
-                logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(200))
+            }
+            do {
+                if try await publishOnce() == 0 { return }
+            } catch {
+                progress.withLock { $0.failed = true }
+                logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Publishes one page of the outbox after what this relay published; returns how many rows
+    /// went out. Their confirms are awaited by ``awaitConfirms()``.
+    private func publishOnce() async throws -> Int {
+        while progress.withLock({ $0.inFlight >= Self.maximumInFlight && !$0.failed }) {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let after = progress.withLock { $0.publishedThrough }
+        let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
+        guard !rows.isEmpty else { return 0 }
+        var published: [(Int64, PublishConfirmation)] = []
+        published.reserveCapacity(rows.count)
+        defer {
+            // Whatever went out is awaited, even if a later publish of the page failed.
+            if !published.isEmpty {
+                let last = published.last!.0
+                progress.withLock { p in
+                    p.inFlight += published.count
+                    p.publishedThrough = max(p.publishedThrough, last)
+                }
+                confirmQueue.yield(published)
+            }
+        }
+        for row in rows {
+            if row.routingKey.hasPrefix("execute.") { try await declareGroup(String(row.routingKey.dropFirst("execute.".count))) }
+            published.append((row.sequence, try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey,
+                                                                     properties: Outbound.properties(of: row))))
+        }
+        return rows.count
+    }
+
+    /// Awaits confirms in publishing order and marks the rows confirmed; a failed confirm makes
+    /// the relay publish again from the oldest row left.
+    private func awaitConfirms() async {
+        for await page in confirms {
+            var confirmed: [Int64] = []
+            var failure: (any Error)?
+            for (sequence, confirmation) in page {
+                do {
+                    try await confirmation.wait()
+                    confirmed.append(sequence)
+                } catch {
+                    failure = failure ?? error
+                }
+            }
+            progress.withLock { p in
+                p.inFlight -= page.count
+                p.confirmed += confirmed
+                if !p.confirmed.isEmpty { p.since = p.since ?? .now }
+                if failure != nil { p.failed = true }
+            }
+            if let failure {
+                logger.warning("outbox relay: a publish was not confirmed; publishing again", metadata: ["error": "\(failure)"])
+                wake.yield()
             }
         }
     }
@@ -133,38 +211,6 @@ final class OutboxRelay: Sendable {
         }
     }
 
-    /// Publishes one page of the outbox after what this relay published; returns how many rows went out.
-    private func publishOnce() async throws -> Int {
-        let after = progress.withLock { $0.publishedThrough }
-        let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
-        guard !rows.isEmpty else { return 0 }
-        var confirmations: [PublishConfirmation] = []
-        confirmations.reserveCapacity(rows.count)
-        for row in rows {
-            if row.routingKey.hasPrefix("execute.") { try await declareGroup(String(row.routingKey.dropFirst("execute.".count))) }
-            confirmations.append(try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey,
-                                                          properties: Outbound.properties(of: row)))
-        }
-        var confirmed: [Int64] = []
-        var firstError: (any Error)?
-        for (row, c) in zip(rows, confirmations) {
-            do {
-                try await c.wait()
-                confirmed.append(row.sequence)
-            } catch {
-                firstError = firstError ?? error
-            }
-        }
-        let last = rows.last!.sequence
-        progress.withLock { p in
-            p.confirmed += confirmed
-            if !p.confirmed.isEmpty { p.since = p.since ?? .now }
-            if firstError == nil { p.publishedThrough = max(p.publishedThrough, last) }
-        }
-        if let firstError { throw firstError }
-        return rows.count
-    }
-
     /// Declares a group's queue before the first execute message for it, so it is never routed
     /// to nowhere (workers declare it too, with the same arguments).
     private func declareGroup(_ group: String) async throws {
@@ -175,4 +221,3 @@ final class OutboxRelay: Sendable {
         _ = declaredGroups.withLock { $0.insert(group) }
     }
 }
-

@@ -51,17 +51,13 @@ enum InboundMessage: Equatable {
         guard body.count <= maximumBodyBytes else {
             throw ContractError(reason: "the message is \(body.count) bytes; the limit is \(maximumBodyBytes)")
         }
-        let fields: [String: JSONValue]
+        let parsed: JSONValue
         do {
-            guard let object = try JSONDecoder().decode(JSONValue.self, from: Data(body)).objectValue else {
-                throw ContractError(reason: "the body must be a JSON object")
-            }
-            fields = object
-        } catch let e as ContractError {
-            throw e
+            parsed = try JSONValue.parse(body)
         } catch {
-            throw ContractError(reason: "the body is not valid JSON: \(String(describing: error).prefix(200))")
+            throw ContractError(reason: "the body is not valid JSON: \(error)")
         }
+        guard let fields = parsed.objectValue else { throw ContractError(reason: "the body must be a JSON object") }
         let id = try string(fields, "id", required: true)!
         switch routingKey {
         case "promise.create":

@@ -445,22 +445,20 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     static func encodeMap(_ map: [String: String]) -> String? {
-        guard !map.isEmpty, let data = try? JSONSerialization.data(withJSONObject: map, options: [.sortedKeys]) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        map.isEmpty ? nil : JSONValue.object(map)
     }
 
     static func decodeMap(_ text: String?) -> [String: String] {
-        guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String] else { return [:] }
-        return object
+        guard let text, case .object(let o)? = try? JSONValue.parse(text) else { return [:] }
+        return o.compactMapValues(\.stringValue)
     }
 
     static func encodeList(_ list: [String]) -> String? {
-        guard let data = try? JSONSerialization.data(withJSONObject: list) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        JSONValue.array(list.map { .string($0) }).jsonText
     }
 
     static func decodeList(_ text: String?) -> [String] {
-        guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else { return [] }
-        return object
+        guard let text, case .array(let a)? = try? JSONValue.parse(text) else { return [] }
+        return a.compactMap(\.stringValue)
     }
 }
