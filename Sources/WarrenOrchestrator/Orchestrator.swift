@@ -79,7 +79,7 @@ public final class Orchestrator: Service {
         let outboxChannel = try await publishing.openChannel()
         try await outboxChannel.confirmSelect()
         let relay = OutboxRelay(store: store, channel: outboxChannel, config: config, logger: logger)
-        let batcher = WriteBatcher(write: { body in try await relay.write(body) }, afterCommit: { relay.notify() })
+        let batcher = WriteBatcher(write: { body in try await relay.write(body) })
         let http = try await startHTTP(store: store, batcher: batcher)
         logger.info("orchestrator started", metadata: [
             "database": "\(config.databasePath)", "queue": "\(config.orchestratorQueue)",
@@ -181,7 +181,6 @@ public final class Orchestrator: Service {
                     }
                 }
             }
-            relay.notify()
             // The commit returned: everything in the batch is durable (or dead-lettered through
             // the outbox). One ack covers the batch.
             do {
@@ -346,7 +345,6 @@ public final class Orchestrator: Service {
                     }
                     return (fired.count, try tx.nextTimerDue())
                 }
-                if fired > 0 { relay.notify() }
                 if fired == 1000 { continue }
                 let wait = min(max((next ?? Int64.max) - Self.nowMillis(), 5), 250)
                 try await Task.sleep(for: .milliseconds(wait))

@@ -5,19 +5,19 @@ import WarrenStore
 
 /// Publishes the outbox with pipelined confirms, deleting each row only after its confirm.
 ///
-/// Woken after every commit that wrote rows (and every 250 ms in any case); after a crash it
-/// simply finds the rows that are left and publishes them again, so every message goes out at
-/// least once.
+/// Every write of the orchestrator goes through ``write(_:)``, which hands the rows the
+/// transaction wrote to the relay after the commit: they are published at once, without reading
+/// them back. The relay reads the table only when it must: at start (what a crash left), every
+/// 250 ms as a safety net, after a failed publish, and when handed rows that do not follow the
+/// last ones it published. Every message goes out at least once.
 ///
 /// Publishing never waits for confirms: rows committed while earlier ones await their confirm go
 /// out at once (a confirm of a persistent message can take milliseconds, and a resumed workflow's
 /// next message must not queue behind it). A confirmer task awaits the confirms in order and
 /// marks the rows confirmed. Confirmed rows are not deleted in a transaction of their own: the
-/// next write of the orchestrator (a batch, a timer pass, HTTP writes) deletes them with its own
-/// changes (``write(_:)``), so a busy orchestrator spends one commit per batch, not two; when no
-/// write comes within 50 ms the relay deletes them itself. The relay remembers how far it has
-/// published, so rows published but not yet deleted are not sent again, unless a confirm fails:
-/// then it starts again from the oldest row left (at least once).
+/// next write of the orchestrator deletes them with its own changes, so a busy orchestrator
+/// spends one commit per batch, not two; when no write comes within 50 ms the relay deletes them
+/// itself. A failed confirm makes the relay start again from the oldest row left.
 final class OutboxRelay: Sendable {
     private let store: SQLiteStore
     private let channel: AMQPChannel
@@ -38,6 +38,10 @@ final class OutboxRelay: Sendable {
         var inFlight = 0
         /// A confirm failed: publish again from the oldest row left.
         var failed = false
+        /// Rows handed over after their commit, not yet published.
+        var committed: [[OutboxMessage]] = []
+        /// The table must be read (start, the periodic look, a gap in what was handed over).
+        var needsRead = true
     }
     private let progress = Mutex(Progress())
     private let confirms: AsyncStream<[(Int64, PublishConfirmation)]>
@@ -55,8 +59,11 @@ final class OutboxRelay: Sendable {
         (confirms, confirmQueue) = AsyncStream.makeStream()
     }
 
-    /// Asks the relay to look at the outbox now.
-    func notify() { wake.yield() }
+    /// Asks the relay to read the outbox now (for rows written other than through ``write(_:)``).
+    func notify() {
+        progress.withLock { $0.needsRead = true }
+        wake.yield()
+    }
 
     /// Stops after a last pass. If the broker is away then, the rows stay for the next start.
     func finish() {
@@ -68,12 +75,13 @@ final class OutboxRelay: Sendable {
     func run() async {
         await withTaskGroup(of: Void.self) { group in
             // Look again every 250 ms even without a wake-up (timers, a wake-up lost to a crash).
-            group.addTask { [wake] in
+            group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(250))
-                    wake.yield()
+                    self.notify()
                 }
             }
+            wake.yield()  // the first pass reads what a previous run left
             group.addTask { await self.deleteLeftovers() }
             group.addTask { await self.awaitConfirms() }
             for await _ in wakeups { await drain() }
@@ -86,17 +94,23 @@ final class OutboxRelay: Sendable {
         }
     }
 
-    /// Runs a write transaction that also deletes the confirmed rows.
+    /// Runs a write transaction that also deletes the confirmed rows, and publishes what it
+    /// wrote to the outbox once it committed.
     func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
         let confirmed = progress.withLock { p in
             defer { p.confirmed.removeAll(); p.since = nil }
             return p.confirmed
         }
         do {
-            return try await store.write { tx in
+            let (value, written) = try await store.writeReturningOutbox { tx in
                 if !confirmed.isEmpty { try tx.deleteOutbox(sequences: confirmed) }
                 return try body(tx)
             }
+            if !written.isEmpty {
+                progress.withLock { $0.committed.append(written) }
+                wake.yield()
+            }
+            return value
         } catch {
             if !confirmed.isEmpty {
                 progress.withLock { p in
@@ -108,12 +122,42 @@ final class OutboxRelay: Sendable {
         }
     }
 
-    /// Publishes until the outbox is empty, retrying while the broker is away.
+    /// Publishes what was handed over, and reads the table when it must, until neither has
+    /// anything left.
     private func drain() async {
         while true {
+            let (batches, mustRead) = progress.withLock { p in
+                defer { p.committed.removeAll(); p.needsRead = false }
+                return (p.committed, p.needsRead || p.failed)
+            }
+            if batches.isEmpty && !mustRead { return }
+            var read = mustRead
+            if !read {
+                for batch in batches.sorted(by: { $0[0].sequence < $1[0].sequence }) {
+                    let through = progress.withLock { $0.publishedThrough }
+                    if batch.last!.sequence <= through { continue }  // a read published it
+                    guard batch[0].sequence == through + 1 else { read = true; break }
+                    do {
+                        try await publish(batch)
+                    } catch {
+                        progress.withLock { $0.failed = true }
+                        logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
+                        read = true
+                        break
+                    }
+                }
+            }
+            if read { await readAndPublish() }
+        }
+    }
+
+    /// Reads the table after what was published and publishes it, until it is all out; after a
+    /// failure, first starts again from the oldest row left.
+    private func readAndPublish() async {
+        while true {
             if progress.withLock({ $0.failed }) {
-                // Start again from the oldest row left, once what is in flight has settled and
-                // what was confirmed is deleted: only what was not confirmed may go out twice.
+                // Once what is in flight has settled and what was confirmed is deleted: only what
+                // was not confirmed may go out twice.
                 while progress.withLock({ $0.inFlight > 0 }) { try? await Task.sleep(for: .milliseconds(5)) }
                 await deleteConfirmed()
                 progress.withLock { p in
@@ -127,7 +171,13 @@ final class OutboxRelay: Sendable {
                 try? await Task.sleep(for: .milliseconds(200))
             }
             do {
-                if try await publishOnce() == 0 { return }
+                while progress.withLock({ $0.inFlight >= Self.maximumInFlight && !$0.failed }) {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                let after = progress.withLock { $0.publishedThrough }
+                let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
+                if rows.isEmpty { return }
+                try await publish(rows)
             } catch {
                 progress.withLock { $0.failed = true }
                 logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
@@ -135,15 +185,9 @@ final class OutboxRelay: Sendable {
         }
     }
 
-    /// Publishes one page of the outbox after what this relay published; returns how many rows
-    /// went out. Their confirms are awaited by ``awaitConfirms()``.
-    private func publishOnce() async throws -> Int {
-        while progress.withLock({ $0.inFlight >= Self.maximumInFlight && !$0.failed }) {
-            try await Task.sleep(for: .milliseconds(1))
-        }
-        let after = progress.withLock { $0.publishedThrough }
-        let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
-        guard !rows.isEmpty else { return 0 }
+    /// Publishes rows (in sequence order, following what was published); their confirms are
+    /// awaited by ``awaitConfirms()``.
+    private func publish(_ rows: [OutboxMessage]) async throws {
         var published: [(Int64, PublishConfirmation)] = []
         published.reserveCapacity(rows.count)
         defer {
@@ -162,7 +206,6 @@ final class OutboxRelay: Sendable {
             published.append((row.sequence, try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey,
                                                                      properties: Outbound.properties(of: row))))
         }
-        return rows.count
     }
 
     /// Awaits confirms in publishing order and marks the rows confirmed; a failed confirm makes

@@ -14,6 +14,11 @@ public protocol PromiseStore: Sendable {
     /// Runs `body` in one write transaction and commits it.
     func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
 
+    /// ``write(_:)`` that also returns the outbox messages the transaction wrote, with their
+    /// sequence numbers, in order: a relay can publish them at once without reading them back.
+    func writeReturningOutbox<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws
+        -> (value: T, outbox: [OutboxMessage])
+
     /// Runs `body` on a consistent snapshot, concurrently with writes.
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreReader) throws -> T) async throws -> T
 }

@@ -13,17 +13,13 @@ final class WriteBatcher: Sendable {
     }
 
     private let storeWrite: @Sendable (@escaping @Sendable (any StoreTransaction) throws -> [@Sendable () -> Void]) async throws -> [@Sendable () -> Void]
-    private let afterCommit: @Sendable () -> Void
     private let queue = Mutex<(jobs: [Job], open: Bool)>(([], true))
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    /// `afterCommit` runs after every commit (the orchestrator wakes its outbox relay there).
-    /// `write` runs a transaction (the orchestrator's, which also deletes published outbox rows).
-    init(write: @escaping @Sendable (@escaping @Sendable (any StoreTransaction) throws -> [@Sendable () -> Void]) async throws -> [@Sendable () -> Void],
-         afterCommit: @escaping @Sendable () -> Void) {
+    /// `write` runs a transaction (the orchestrator's: its outbox relay publishes what it wrote).
+    init(write: @escaping @Sendable (@escaping @Sendable (any StoreTransaction) throws -> [@Sendable () -> Void]) async throws -> [@Sendable () -> Void]) {
         self.storeWrite = write
-        self.afterCommit = afterCommit
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -58,7 +54,6 @@ final class WriteBatcher: Sendable {
                 if jobs.isEmpty { break }
                 do {
                     let resumptions = try await storeWrite { tx in try jobs.map { try $0.apply(tx) } }
-                    afterCommit()
                     resumptions.forEach { $0() }
                 } catch {
                     jobs.forEach { $0.fail(error) }

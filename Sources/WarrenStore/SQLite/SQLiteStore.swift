@@ -60,6 +60,19 @@ public final class SQLiteStore: PromiseStore {
         return try await mapErrors { try await pool.write { db in try body(SQLiteTransaction(db: db, limits: limits)) } }
     }
 
+    public func writeReturningOutbox<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws
+        -> (value: T, outbox: [OutboxMessage])
+    {
+        let limits = self.limits
+        return try await mapErrors {
+            try await pool.write { db in
+                let collector = OutboxCollector()
+                let value = try body(SQLiteTransaction(db: db, limits: limits, collector: collector))
+                return (value, collector.messages)
+            }
+        }
+    }
+
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreReader) throws -> T) async throws -> T {
         let limits = self.limits
         return try await mapErrors { try await pool.read { db in try body(SQLiteTransaction(db: db, limits: limits)) } }

@@ -6,6 +6,8 @@ import GRDB
 struct SQLiteTransaction: StoreTransaction {
     let db: Database
     let limits: StoreLimits
+    /// Collects what `enqueue` writes, for ``SQLiteStore/writeReturningOutbox(_:)``.
+    var collector: OutboxCollector? = nil
 
     // MARK: Reading
 
@@ -16,7 +18,7 @@ struct SQLiteTransaction: StoreTransaction {
     /// The promise as stored, without the lazy timeout.
     func storedPromise(id: String) throws -> PromiseRecord? {
         // A cursor's row reads the statement's columns in place, without copying the row first.
-        let st = try db.cachedStatement(sql: "SELECT * FROM promises WHERE id = ?")
+        let st = try db.cachedStatement(sql: "SELECT \(Self.promiseColumns) FROM promises WHERE id = ?")
         let cursor = try Row.fetchCursor(st, arguments: [id])
         return try withExtendedLifetime(cursor) { try cursor.next().map(Self.promise(from:)) }
     }
@@ -28,7 +30,7 @@ struct SQLiteTransaction: StoreTransaction {
         guard !s.id.isEmpty, s.id.utf8.allSatisfy({ $0 == UInt8(ascii: "*") || StoreLimits.isAllowedIDCharacter($0) }) else {
             throw StoreError(.invalidID, "the id pattern '\(s.id.prefix(64))' may hold id characters and '*' only")
         }
-        var sql = "SELECT * FROM promises WHERE id GLOB ?"
+        var sql = "SELECT \(Self.promiseColumns) FROM promises WHERE id GLOB ?"
         var args: StatementArguments = [s.id]
         if let cursor = s.cursor { sql += " AND id > ?"; args += [cursor] }
         if let states = s.states {
@@ -50,7 +52,7 @@ struct SQLiteTransaction: StoreTransaction {
         }
         sql += " ORDER BY id LIMIT ?"
         args += [s.limit + 1]
-        var rows = try Row.fetchAll(db, sql: sql, arguments: args).map { PromiseRules.effective(Self.promise(from: $0), now: now) }
+        var rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: args).map { PromiseRules.effective(Self.promise(from: $0), now: now) }
         var cursor: String? = nil
         if rows.count > s.limit {
             rows.removeLast()
@@ -60,7 +62,7 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     func task(id: String) throws -> TaskRecord? {
-        let st = try db.cachedStatement(sql: "SELECT * FROM tasks WHERE id = ?")
+        let st = try db.cachedStatement(sql: "SELECT \(Self.taskColumns) FROM tasks WHERE id = ?")
         let cursor = try Row.fetchCursor(st, arguments: [id])
         return try withExtendedLifetime(cursor) { try cursor.next().map(Self.task(from:)) }
     }
@@ -74,7 +76,7 @@ struct SQLiteTransaction: StoreTransaction {
         guard (1...PromiseSearch.maximumLimit).contains(limit) else {
             throw StoreError(.invalidArgument, "the limit \(limit) must be from 1 to \(PromiseSearch.maximumLimit)")
         }
-        var sql = "SELECT * FROM tasks WHERE id > ?"
+        var sql = "SELECT \(Self.taskColumns) FROM tasks WHERE id > ?"
         if let states { sql += " AND state IN (" + (states.isEmpty ? "-1" : states.map { "\($0.rawValue)" }.joined(separator: ",")) + ")" }
         sql += " ORDER BY id LIMIT ?"
         var rows = try Row.fetchAll(db, sql: sql, arguments: [cursor ?? "", limit + 1]).map(Self.task(from:))
@@ -87,10 +89,10 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage] {
-        let st = try db.cachedStatement(sql: "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
+        let st = try db.cachedStatement(sql: "SELECT seq, exchange, routing_key, kind, headers, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
         return try Row.fetchAll(st, arguments: [sequence, limit]).map { row in
-            OutboxMessage(sequence: row["seq"], exchange: row["exchange"], routingKey: row["routing_key"], kind: row["kind"],
-                          headers: Self.decodeMap(row["headers"]), body: [UInt8]((row["body"] as Data?) ?? Data()))
+            OutboxMessage(sequence: row[0], exchange: row[1], routingKey: row[2], kind: row[3],
+                          headers: Self.decodeMap(row[4]), body: [UInt8]((row[5] as Data?) ?? Data()))
         }
     }
 
@@ -383,7 +385,13 @@ struct SQLiteTransaction: StoreTransaction {
     func enqueue(_ m: OutboxMessage) throws -> Int64 {
         try db.cachedStatement(sql: "INSERT INTO outbox (exchange, routing_key, kind, headers, body) VALUES (?, ?, ?, ?, ?)")
             .execute(arguments: [m.exchange, m.routingKey, m.kind, Self.encodeMap(m.headers), Data(m.body)])
-        return db.lastInsertedRowID
+        let sequence = db.lastInsertedRowID
+        if let collector {
+            var written = m
+            written.sequence = sequence
+            collector.messages.append(written)
+        }
+        return sequence
     }
 
     func deleteOutbox(sequences: [Int64]) throws {
@@ -428,20 +436,25 @@ struct SQLiteTransaction: StoreTransaction {
             ])
     }
 
+    // Rows are read by column index, in the order these lists give: reading by name makes
+    // GRDB look each name up (case-insensitively) for every column of every row.
+    static let promiseColumns = "id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create, ikey_complete, created_on, completed_on, tags"
+    static let taskColumns = "id, group_name, state, version, worker, updated_on, retry_step, retry_failures"
+
     static func promise(from row: Row) -> PromiseRecord {
         PromiseRecord(
-            id: row["id"], state: PromiseState(code: row["state"]) ?? .pending,
-            param: PromiseValue(headers: decodeMap(row["param_headers"]), data: row["param_data"]),
-            value: PromiseValue(headers: decodeMap(row["value_headers"]), data: row["value_data"]),
-            timeout: row["timeout"], idempotencyKeyForCreate: row["ikey_create"], idempotencyKeyForComplete: row["ikey_complete"],
-            createdOn: row["created_on"], completedOn: row["completed_on"], tags: decodeMap(row["tags"]))
+            id: row[0], state: PromiseState(code: row[1]) ?? .pending,
+            param: PromiseValue(headers: decodeMap(row[2]), data: row[3]),
+            value: PromiseValue(headers: decodeMap(row[4]), data: row[5]),
+            timeout: row[6], idempotencyKeyForCreate: row[7], idempotencyKeyForComplete: row[8],
+            createdOn: row[9], completedOn: row[10], tags: decodeMap(row[11]))
     }
 
     static func task(from row: Row) -> TaskRecord {
-        let retryStep: String? = row["retry_step"]
-        return TaskRecord(id: row["id"], group: row["group_name"], state: TaskRecord.State(rawValue: row["state"]) ?? .pending,
-                          version: row["version"], worker: row["worker"], updatedOn: row["updated_on"],
-                          retry: retryStep.map { TaskRetry(step: $0, failures: row["retry_failures"]) })
+        let retryStep: String? = row[6]
+        return TaskRecord(id: row[0], group: row[1], state: TaskRecord.State(rawValue: row[2]) ?? .pending,
+                          version: row[3], worker: row[4], updatedOn: row[5],
+                          retry: retryStep.map { TaskRetry(step: $0, failures: row[7]) })
     }
 
     static func encodeMap(_ map: [String: String]) -> String? {
@@ -461,4 +474,9 @@ struct SQLiteTransaction: StoreTransaction {
         guard let text, case .array(let a)? = try? JSONValue.parse(text) else { return [] }
         return a.compactMap(\.stringValue)
     }
+}
+
+/// The outbox messages one transaction wrote. Used on the transaction's own thread only.
+final class OutboxCollector: @unchecked Sendable {
+    var messages: [OutboxMessage] = []
 }
