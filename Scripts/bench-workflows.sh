@@ -26,13 +26,15 @@ wait_for_consumer "$work/broker" warren.group.bench
 broker_pid=$(cat "$work/broker/broker.pid")
 orchestrator_pid=${bench_pids[0]}; worker_pid=${bench_pids[1]}
 echo "workflow benchmark: three-step workflows started with rpc, each awaited through its subscription"
-echo "(cpu: milliseconds of CPU per 1,000 workflows and latency samples, by process)"
+echo "(cpu_*: microseconds of CPU per workflow, by process, over the throughput run alone)"
 for n in 1 32 256; do
   count=$workflows
   [ "$n" -eq 1 ] && count=$((workflows / 10))
   b0=$(cpu_ms "$broker_pid"); o0=$(cpu_ms "$orchestrator_pid"); w0=$(cpu_ms "$worker_pid")
-  line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" "$samples")
+  line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" 0)
   b=$(( ($(cpu_ms "$broker_pid") - b0) * 1000 / count )); o=$(( ($(cpu_ms "$orchestrator_pid") - o0) * 1000 / count ))
   w=$(( ($(cpu_ms "$worker_pid") - w0) * 1000 / count ))
   echo "in flight $n ($count workflows): $line cpu_broker=$b cpu_orchestrator=$o cpu_worker=$w"
 done
+echo "idle resume ($samples samples: resolve a promise a waiting workflow awaits -> its result at the client):"
+echo "  $("$bin/WorkflowBenchmark" client "$url" 1 1 "$samples" | sed 's/workflows_per_s=[0-9]* //')"

@@ -92,6 +92,7 @@ public final class Orchestrator: Service {
             let failure: (any Error)? = await withTaskGroup(of: Void.self) { inner in
                 defer { inner.cancelAll() }  // stop the timers and the HTTP server
                 inner.addTask { await self.fireTimers(store: store, relay: relay) }
+                if let retention = config.retention { inner.addTask { await self.deleteOldWorkflows(after: retention, relay: relay) } }
                 if let http {
                     inner.addTask {
                         do { try await http.run() } catch { self.logger.error("the HTTP server stopped", metadata: ["error": "\(error)"]) }
@@ -327,6 +328,25 @@ public final class Orchestrator: Service {
             cursor = page.cursor
         } while cursor != nil
         return children
+    }
+
+    /// Deletes workflows settled more than `retention` milliseconds ago (with every promise and
+    /// task below them), a thousand at a time, once a minute, until cancelled.
+    private func deleteOldWorkflows(after retention: Int64, relay: OutboxRelay) async {
+        while !Task.isCancelled {
+            do {
+                let before = Self.nowMillis() - retention
+                let deleted = try await relay.write { tx in try tx.deleteSettledWorkflows(completedBefore: before, limit: 1000) }
+                if deleted > 0 { logger.info("retention: deleted settled workflows", metadata: ["count": "\(deleted)"]) }
+                if deleted == 1000 { continue }
+                try await Task.sleep(for: .milliseconds(min(60_000, max(retention / 2, 100))))
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("retention failed; will retry", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
     }
 
     /// Fires due timers, a batch at a time, until cancelled.

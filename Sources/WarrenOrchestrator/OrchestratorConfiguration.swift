@@ -12,6 +12,9 @@ public struct OrchestratorConfiguration: Sendable {
     public var defaultTimeout: Int64 = 86_400_000
     /// The largest message body accepted.
     public var maximumBodyBytes = 1 << 20 + 64 * 1024
+    /// How long a settled workflow (its root promise and everything below it) is kept, in
+    /// milliseconds; `nil` keeps everything.
+    public var retention: Int64? = nil
     /// Where the HTTP API listens; `nil` for no HTTP server.
     public var httpPort: Int? = 8001
     /// The address the HTTP API binds (`0.0.0.0` to serve other hosts, as in a container).

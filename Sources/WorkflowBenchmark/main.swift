@@ -2,7 +2,7 @@
 // `warren serve`. Run by Scripts/bench-workflows.sh.
 //   WorkflowBenchmark worker URL
 //   WorkflowBenchmark client URL WORKFLOWS IN_FLIGHT LATENCY_SAMPLES
-// The client prints: workflows_per_s=<n> resume_p50_us=<us> resume_p99_us=<us>
+// The client prints: workflows_per_s=<n> resume_p50_us=<us> resume_p99_us=<us> (no latency with 0 samples)
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -60,8 +60,12 @@ nonisolated func client(url: String, total: Int, inFlight: Int, samples: Int) as
         latencies.append(seconds(ContinuousClock.now - s) * 1e6)
     }
     latencies.sort()
-    print(String(format: "workflows_per_s=%.0f resume_p50_us=%.0f resume_p99_us=%.0f", rate,
-                 latencies[samples / 2], latencies[samples * 99 / 100]))
+    if samples == 0 {
+        print(String(format: "workflows_per_s=%.0f", rate))
+    } else {
+        print(String(format: "workflows_per_s=%.0f resume_p50_us=%.0f resume_p99_us=%.0f", rate,
+                     latencies[samples / 2], latencies[samples * 99 / 100]))
+    }
     await warren.close()
 }
 
@@ -69,8 +73,8 @@ do {
     switch (args.count, args.dropFirst().first) {
     case (3, "worker"): try await worker(url: args[2])
     case (6, "client"):
-        guard let total = Int(args[3]), let inFlight = Int(args[4]), let samples = Int(args[5]), total > 0, inFlight > 0, samples > 0 else {
-            throw WarrenError(.codec, "WORKFLOWS, IN_FLIGHT and LATENCY_SAMPLES must be positive numbers")
+        guard let total = Int(args[3]), let inFlight = Int(args[4]), let samples = Int(args[5]), total > 0, inFlight > 0, samples >= 0 else {
+            throw WarrenError(.codec, "WORKFLOWS and IN_FLIGHT must be positive numbers, LATENCY_SAMPLES 0 or more")
         }
         try await client(url: args[2], total: total, inFlight: inFlight, samples: samples)
     default:

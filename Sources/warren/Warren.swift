@@ -52,12 +52,16 @@ struct OrchestratorOptions: ParsableArguments {
     @Flag(name: .customLong("no-http"), help: "Serve no HTTP API.")
     var noHTTP = false
 
+    @Option(help: "Delete settled workflows this long after they settled: 90s, 12h, 30d (WARREN_RETENTION); kept forever without it.")
+    var retention: String? = ProcessInfo.processInfo.environment["WARREN_RETENTION"]
+
     func validate() throws {
         guard prefetch > 0 else { throw ValidationError("--prefetch must be at least 1") }
         guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw ValidationError("--prefix '\(prefix)' may hold letters, digits and -_. only")
         }
         guard (1...65535).contains(httpPort) else { throw ValidationError("--http-port must be from 1 to 65535") }
+        if let retention { _ = try parseDuration(retention) }
     }
 
     func run(database: String, logLevel: Logger.Level) async throws {
@@ -70,6 +74,7 @@ struct OrchestratorOptions: ParsableArguments {
         config.prefetch = prefetch
         config.httpHost = httpHost
         config.httpPort = noHTTP ? nil : httpPort
+        config.retention = try retention.map(parseDuration)
         let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
         let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "warren"))
         do {

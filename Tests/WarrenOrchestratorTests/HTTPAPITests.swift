@@ -186,4 +186,23 @@ struct HTTPAPITests {
         #expect(try await http("GET", base + "/admin").status == 404)
         _ = await orchestrator.kill(SIGTERM)
     }
+
+    @Test func settledWorkflowsAreDeletedAfterTheRetentionPeriod() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        defer { orchestrator.remove() }
+        try await orchestrator.start(["--retention", "1s"])
+        let base = orchestrator.httpURL
+        #expect(try await http("POST", base + "/promises", #"{"id": "old-1", "timeout": 4102444800000}"#).status == 201)
+        #expect(try await http("POST", base + "/promises", #"{"id": "old-1.1", "timeout": 4102444800000}"#).status == 201)
+        #expect(try await http("POST", base + "/promises", #"{"id": "kept-1", "timeout": 4102444800000}"#).status == 201)
+        #expect(try await http("PATCH", base + "/promises/old-1.1", #"{"state": "RESOLVED"}"#).status == 200)
+        #expect(try await http("PATCH", base + "/promises/old-1", #"{"state": "RESOLVED"}"#).status == 200)
+        try await within(.seconds(30), "retention to delete old-1") {
+            while try await http("GET", base + "/promises/old-1").status != 404 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(try await http("GET", base + "/promises/old-1.1").status == 404)
+        #expect(try await http("GET", base + "/promises/kept-1").status == 200)
+        #expect(orchestrator.logText.contains("retention: deleted settled workflows"))
+        _ = await orchestrator.kill(SIGTERM)
+    }
 }

@@ -37,9 +37,9 @@ final class OrchestratorProcess: @unchecked Sendable {
     }
 
     /// Starts the process and waits until it consumes its queue.
-    func start() async throws {
+    func start(_ extraArguments: [String] = []) async throws {
         pid = try spawn(productsDirectory + "/warren", ["serve", "--amqp-url", url, "--db", database, "--prefix", prefix,
-                                                        "--http-port", "\(httpPort)", "--log-level", "debug"], log: log)
+                                                        "--http-port", "\(httpPort)", "--log-level", "debug"] + extraArguments, log: log)
         let connection = try await AMQPConnection.connect(url: url, name: "test-waits-for-orchestrator")
         defer { Task { await connection.close() } }
         let deadline = ContinuousClock.now + .seconds(30)
