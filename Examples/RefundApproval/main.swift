@@ -1,13 +1,14 @@
 // A refund that needs a manager's approval within a deadline: small refunds go through at once;
 // larger ones wait for a decision on the approval page (or any client), with reminders while
-// they wait; approved, they are paid; rejected, the customer is told; with no decision by the
-// deadline, the refund is escalated.
+// they wait; approved, they are paid after a durable hold (ctx.sleep); rejected, the customer is
+// told; with no decision by the deadline (the approval promise's timeout), it is escalated.
 //
 //   refund-approval worker                       serve the `refund` workflow (group "refunds")
 //   refund-approval start <id> <customer> <amount>  start one and print its outcome
 //
 // Environment: WARREN_AMQP_URL, WARREN_PREFIX, REFUND_DEADLINE (default 24h),
-// REFUND_REMINDER (default 4h), REFUND_AUTO_LIMIT (default 100).
+// REFUND_REMINDER (default 4h), REFUND_AUTO_LIMIT (default 100), REFUND_HOLD (the wait between an
+// approval and the payment, default 1h).
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -40,6 +41,7 @@ func duration(_ name: String, _ fallback: Duration) -> Duration {
 let deadline = duration("REFUND_DEADLINE", .seconds(86_400))
 let reminderEvery = duration("REFUND_REMINDER", .seconds(4 * 3600))
 let autoLimit = Int(env["REFUND_AUTO_LIMIT"] ?? "") ?? 100
+let hold = duration("REFUND_HOLD", .seconds(3600))
 
 // The steps: each runs at least once, its result recorded; a replay does not run it again.
 @Sendable func validate(_ ctx: Context, _ r: Refund) async throws -> Int {
@@ -97,6 +99,8 @@ let autoLimit = Int(env["REFUND_AUTO_LIMIT"] ?? "") ?? 100
         try await ctx.run(tellCustomer, "refund \(r.id) was declined", name: "tellCustomer")
         return "refund \(r.id): rejected by the manager"
     }
+    // A durable hold before paying out an approved refund: the worker lets go meanwhile.
+    try await ctx.sleep(for: hold)
     try await ctx.run(pay, r, name: "pay")
     return "refund \(r.id): \(amount) paid after approval (\(decision ?? ""))"
 }

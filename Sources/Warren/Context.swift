@@ -153,18 +153,24 @@ public final class Context: Sendable {
     /// ```swift
     /// let approval = try await ctx.promise(timeout: .seconds(86_400), tags: ["human": "true"])
     /// ```
-    public func promise(timeout: Duration = .seconds(86_400 * 7), tags: [String: String] = [:]) async throws -> DurablePromise {
-        let (promiseID, recorded) = nextID()
-        if let recorded {
+    ///
+    /// With `id`, the promise has that id (one an outside system knows, such as
+    /// `"approval-order-7"`) instead of `<workflow>.<n>`; it is asked for on every run (creating
+    /// it is idempotent for this workflow; an id another workflow created is refused).
+    public func promise(id customID: String? = nil, timeout: Duration = .seconds(86_400 * 7),
+                        tags: [String: String] = [:]) async throws -> DurablePromise {
+        let (slotID, recorded) = nextID()
+        if customID == nil, let recorded {
             try check(recorded, kind: "promise")
-            return DurablePromise(id: promiseID, snapshot: recorded, context: self)
+            return DurablePromise(id: slotID, snapshot: recorded, context: self)
         }
+        let promiseID = customID ?? slotID
         var allTags = tags
         allTags["warren:kind"] = "promise"
         allTags["warren:workflow"] = PromiseSnapshot.rootID(of: id)
         let seconds = max(1, Int(timeout.components.seconds))
         let (snapshot, _) = try await messenger.promiseRequest("promise.create", Wire.object([
-            ("id", Wire.quote(promiseID)), ("idempotencyKey", Wire.quote(promiseID)), ("timeout", Wire.quote("\(seconds)s")),
+            ("id", Wire.quote(promiseID)), ("idempotencyKey", Wire.quote(slotID)), ("timeout", Wire.quote("\(seconds)s")),
             ("tags", try Wire.json(allTags)),
         ]))
         return DurablePromise(id: promiseID, snapshot: snapshot, context: self)

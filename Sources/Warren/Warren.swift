@@ -73,6 +73,19 @@ public final class Warren: Service {
         return try Context.outcome(of: settled, as: R.self)
     }
 
+    /// Runs workflow `id` with a function registered on this instance's group (``group``) and
+    /// waits for its result: ``rpc(_:_:_:target:timeout:as:)`` with this group as the target.
+    public func run<A: Encodable, R: Decodable>(_ id: String, _ function: String, _ argument: A,
+                                                timeout: Duration = .seconds(86_400), as: R.Type = R.self) async throws -> R {
+        try await rpc(id, function, argument, target: group, timeout: timeout, as: R.self)
+    }
+
+    /// Starts workflow `id` on this instance's group and returns a handle to its result.
+    public func beginRun<A: Encodable>(_ id: String, _ function: String, _ argument: A,
+                                       timeout: Duration = .seconds(86_400)) async throws -> WorkflowHandle {
+        try await beginRpc(id, function, argument, target: group, timeout: timeout)
+    }
+
     /// Starts workflow `id` (or finds it, if it exists with the same function and argument) and
     /// returns a handle to its result. The workflow is durable when this returns.
     public func beginRpc<A: Encodable>(_ id: String, _ function: String, _ argument: A,

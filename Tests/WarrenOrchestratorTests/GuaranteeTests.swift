@@ -244,4 +244,30 @@ struct GuaranteeTests {
         await worker.kill(SIGTERM)
         _ = await orchestrator.kill(SIGTERM)
     }
+
+    @Test func aPromiseWithAKnownIdIsResolvedByItAndRunTargetsTheCallersGroup() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start()
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        // A client of the workers' own group: run() starts the workflow there.
+        let client = try await Warren(url: orchestrator.url, group: "workers", prefix: orchestrator.prefix)
+        do {
+            let handle = try await client.beginRun("named-1", "named-approval", "order-7")
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            let approval = try await client.promises.get("approval-order-7")
+            #expect(approval.state == "PENDING" && approval.tags?["human"] == "true")
+            try await client.promises.resolve("approval-order-7", value: "approved")
+            #expect(try await handle.result(as: String.self) == "order-7: approved")
+            #expect(try await client.run("named-1", "named-approval", "order-7", as: String.self) == "order-7: approved")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await worker.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
 }

@@ -133,7 +133,7 @@ struct ProductTests {
         try await orchestrator.start()
         // A deadline of 2.5 s with a reminder every 0.6 s: three reminders, then the deadline.
         let env = ["WARREN_AMQP_URL": orchestrator.url, "WARREN_PREFIX": orchestrator.prefix,
-                   "REFUND_DEADLINE": "2500ms", "REFUND_REMINDER": "600ms"]
+                   "REFUND_DEADLINE": "2500ms", "REFUND_REMINDER": "600ms", "REFUND_HOLD": "300ms"]
         worker = try spawn(productsDirectory + "/refund-approval", ["worker"], log: log, environment: env)
         let amount = path == "small" ? "40" : "250"
         let client = Task { try await run(productsDirectory + "/refund-approval", ["start", "r-\(path)", "ada", amount], environment: env) }

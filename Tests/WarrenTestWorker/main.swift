@@ -91,6 +91,12 @@ nonisolated func main() async throws {
         try await ctx.sleep(for: .milliseconds(300))
         return n * 2
     }
+    // A promise with an id an outside system knows.
+    warren.register("named-approval") { (ctx: Context, order: String) async throws -> String in
+        let approval = try await ctx.promise(id: "approval-\(order)", tags: ["human": "true"])
+        let decision: String = try await approval.value()
+        return "\(order): \(decision)"
+    }
     // Three steps at once: returns how many ran at the same time.
     warren.register("parallel-workflow") { (ctx: Context, n: Int) async throws -> Int in
         let handles = try await (0..<n).asyncMap { i in
