@@ -64,14 +64,8 @@ struct GuaranteeTests {
     }
 
     @Test func orchestratorKilledDuringABurstOf1000WorkflowsLosesNoneAndRunsNoneTwice() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        let done = Counter()
-        do {
+        try await withWorkflows { orchestrator, worker, client in
+            let done = Counter()
             let burst = Task { try await Self.doubleAll(client, 1000, tag: "burst", progress: done) }
             // Kill it while the burst is under way: some workflows finished, most not.
             try await Self.until("100 workflows completed") { done.value >= 100 }
@@ -83,62 +77,36 @@ struct GuaranteeTests {
             #expect(atKill < 1000)
             #expect(results.count == 1000)
             #expect(results.allSatisfy { $0.value == 2 * $0.key })
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
-            await client.close()
-            throw error
+            try await Self.expectResolvedOnce(database: orchestrator.database, tag: "burst", count: 1000)
         }
-        await client.close()
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
-        try await Self.expectResolvedOnce(database: orchestrator.database, tag: "burst", count: 1000)
     }
 
     @Test func brokerStoppedAndStartedDuringARunEveryWorkflowCompletes() async throws {
-        let broker = try await PrivateBroker.start()
-        let orchestrator = OrchestratorProcess(url: broker.url)
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        do {
-            try await orchestrator.start()
-            try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-            let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-            // Workflows that sleep durably for 1.5 s: the broker goes away while they wait.
-            let results = Task {
-                try await withThrowingTaskGroup(of: String.self) { group in
-                    for n in 0..<100 {
-                        group.addTask { try await client.rpc("nap-\(n)", "sleepy-workflow", 1500, target: "workers", as: String.self) }
+        try await withPrivateBroker { broker in
+            try await withWorkflows(broker: broker.url) { orchestrator, worker, client in
+                // Workflows that sleep durably for 1.5 s: the broker goes away while they wait.
+                let results = Task {
+                    try await withThrowingTaskGroup(of: String.self) { group in
+                        for n in 0..<100 {
+                            group.addTask { try await client.rpc("nap-\(n)", "sleepy-workflow", 1500, target: "workers", as: String.self) }
+                        }
+                        var all: [String] = []
+                        for try await r in group { all.append(r) }
+                        return all
                     }
-                    var all: [String] = []
-                    for try await r in group { all.append(r) }
-                    return all
                 }
+                try await Self.until("the first workflows to wait") { worker.text.components(separatedBy: "task suspended").count > 10 }
+                try await broker.stop()
+                try await broker.restart()
+                let all = try await within(.seconds(120), "100 workflows after the broker's restart") { try await results.value }
+                #expect(all.count == 100)
+                #expect(all.allSatisfy { $0 == "slept 1500 ms after computing 3000" })
             }
-            try await Self.until("the first workflows to wait") { worker.text.components(separatedBy: "task suspended").count > 10 }
-            try await broker.stop()
-            try await broker.restart()
-            let all = try await within(.seconds(120), "100 workflows after the broker's restart") { try await results.value }
-            #expect(all.count == 100)
-            #expect(all.allSatisfy { $0 == "slept 1500 ms after computing 3000" })
-            await client.close()
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(4000))\nworker log:\n\(worker.text.suffix(3000))")
-            await worker.kill(SIGKILL)
-            _ = await orchestrator.kill(SIGKILL)
-            await broker.destroy()
-            throw error
         }
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
-        await broker.destroy()
     }
 
     @Test func aWaitFarLongerThanTheBrokersConsumerTimeoutCompletes() async throws {
-        let broker = try await PrivateBroker.start(consumerTimeoutMillis: 1000)
-        let orchestrator = OrchestratorProcess(url: broker.url)
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        do {
+        try await withPrivateBroker(consumerTimeoutMillis: 1000) { broker in
             // The control: this broker does close the channel of a consumer that holds a delivery
             // longer than the timeout.
             let connection = try await AMQPConnection.connect(url: broker.url, name: "holds-a-delivery")
@@ -160,37 +128,21 @@ struct GuaranteeTests {
             #expect(held.1.contains("consumer") || held.1.contains("406") || held.1.contains("timeout"), "\(held.1)")
             await connection.close()
 
-            try await orchestrator.start()
-            try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-            let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-            let result = try await within(.seconds(60), "a workflow that waits 6 s") {
-                try await client.rpc("long-nap", "sleepy-workflow", 6000, target: "workers", as: String.self)
+            try await withWorkflows(broker: broker.url) { orchestrator, worker, client in
+                let result = try await within(.seconds(60), "a workflow that waits 6 s") {
+                    try await client.rpc("long-nap", "sleepy-workflow", 6000, target: "workers", as: String.self)
+                }
+                #expect(result == "slept 6000 ms after computing 12000")
+                #expect(!worker.text.contains("PRECONDITION_FAILED"), "a worker channel was closed by the consumer timeout:\n\(worker.text)")
+                #expect(!orchestrator.logText.contains("PRECONDITION_FAILED"), "an orchestrator channel was closed by the consumer timeout")
             }
-            #expect(result == "slept 6000 ms after computing 12000")
-            #expect(!worker.text.contains("PRECONDITION_FAILED"), "a worker channel was closed by the consumer timeout:\n\(worker.text)")
-            #expect(!orchestrator.logText.contains("PRECONDITION_FAILED"), "an orchestrator channel was closed by the consumer timeout")
-            await client.close()
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
-            await worker.kill(SIGKILL)
-            _ = await orchestrator.kill(SIGKILL)
-            await broker.destroy()
-            throw error
         }
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
-        await broker.destroy()
     }
 
     @Test func aFailingStepIsRetriedOnADurableTimerUntilItSucceeds() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        let counter = NSTemporaryDirectory() + "warren-orchestrator-tests/\(orchestrator.prefix)-flaky"
-        defer { orchestrator.remove(); worker.remove(); unlink(counter) }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        do {
+        try await withWorkflows { orchestrator, worker, client in
+            let counter = NSTemporaryDirectory() + "warren-orchestrator-tests/\(orchestrator.prefix)-flaky"
+            defer { unlink(counter) }
             let started = ContinuousClock.now
             let result = try await within(.seconds(30), "the flaky workflow") {
                 try await client.rpc("flaky-1", "flaky-workflow", counter, target: "workers", as: String.self)
@@ -200,24 +152,11 @@ struct GuaranteeTests {
             // the workflow go in between (two retry reports).
             #expect(ContinuousClock.now - started >= .milliseconds(600))
             #expect(worker.text.components(separatedBy: "task retries a step").count - 1 == 2, "\(worker.text)")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func childWorkflowsRunOnWorkersAndAParentWaitsForTheChildrenItStarted() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        do {
+        try await withWorkflows { orchestrator, worker, client in
             let result = try await within(.seconds(30), "the parent") {
                 try await client.rpc("parent-1", "parent-workflow", 5, target: "workers", as: String.self)
             }
@@ -235,25 +174,12 @@ struct GuaranteeTests {
                 try await client.rpc("parallel-1", "parallel-workflow", 3, target: "workers", as: Int.self)
             }
             #expect(parallel == 300 + 3, "peak concurrency × 100 + sum: \(parallel)")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func aPromiseWithAKnownIdIsResolvedByItAndRunTargetsTheCallersGroup() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
         // A client of the workers' own group: run() starts the workflow there.
-        let client = try await Warren(url: orchestrator.url, group: "workers", prefix: orchestrator.prefix)
-        do {
+        try await withWorkflows(clientGroup: "workers") { orchestrator, worker, client in
             let handle = try await client.beginRun("named-1", "named-approval", "order-7")
             _ = try await worker.line(startingWith: "", containing: "task suspended")
             let approval = try await client.promises.get("approval-order-7")
@@ -261,13 +187,6 @@ struct GuaranteeTests {
             try await client.promises.resolve("approval-order-7", value: "approved")
             #expect(try await handle.result(as: String.self) == "order-7: approved")
             #expect(try await client.run("named-1", "named-approval", "order-7", as: String.self) == "order-7: approved")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 }

@@ -118,13 +118,7 @@ struct HTTPAPITests {
         #expect((suspended.json["tasks"] as? [[String: Any]])?.map { $0["id"] as? String } == ["web-1"])
         let approve = try await http("PATCH", base + "/promises/web-1.1", #"{"state": "RESOLVED", "value": {"data": "\#(b64(#""approved""#))"}}"#)
         #expect(approve.status == 200)
-        let done = try await within(.seconds(30), "the workflow to complete") {
-            while true {
-                let w = try await http("GET", base + "/workflows/web-1")
-                if w.json["state"] as? String != "PENDING" { return w }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        let done = try await settledWorkflow("web-1", at: base)
         #expect(done.json["state"] as? String == "RESOLVED")
         #expect(done.json["result"] as? String == "foo workflow web-1 complete")
         await worker.kill(SIGTERM)

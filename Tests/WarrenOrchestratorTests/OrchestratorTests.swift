@@ -61,11 +61,38 @@ struct OrchestratorTests {
             _ = await orchestrator.kill(SIGTERM)
             orchestrator.remove()
         }
+
+        /// Runs `body` with a started harness; prints the orchestrator's log if it throws; stops.
+        static func with(_ body: (Harness) async throws -> Void) async throws {
+            let h = try await start()
+            do {
+                try await body(h)
+            } catch {
+                print(h.orchestrator.logText)
+                await h.stop()
+                throw error
+            }
+            await h.stop()
+        }
+
+        /// The next execute message for `group`, once the orchestrator has declared its queue.
+        func nextExecute(group: String) async throws -> AMQPDelivery {
+            let queue = orchestrator.prefix + ".group." + group
+            return try await within(.seconds(15), "the execute message") {
+                while true {
+                    // A passive declare of a missing queue closes its channel: probe on a spare one.
+                    let probe = try await connection.openChannel()
+                    if let ok = try? await probe.queueDeclare(queue, passive: true), ok.messageCount > 0 { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                var it = try await channel.basicConsume(queue: queue).makeAsyncIterator()
+                return try await it.next()!
+            }
+        }
     }
 
     @Test func aPromiseResolvedWithAmqpPublishEmitsItsSettledEvent() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             try await h.amqpPublish("promise.create", #"{"id": "hitl-001.1", "timeout": "1h", "tags": {"human": "true"}}"#)
             try await h.amqpPublish("promise.resolve", #"{"id": "hitl-001.1", "value": "approved"}"#)
             let event = try await h.nextEvent()
@@ -78,17 +105,11 @@ struct OrchestratorTests {
             try await h.amqpPublish("promise.cancel", #"{"id": "marker"}"#)
             let next = try await h.nextEvent()
             #expect(next.id == "marker" && next.state == "REJECTED_CANCELED")
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     @Test func aCommandWithReplyToIsAnsweredWithThePromise() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             let replies = try await h.channel.queueDeclare("", exclusive: true).queue
             let consumer = try await h.channel.basicConsume(queue: replies, noAck: true)
             let body = #"{"id": "order-7", "timeout": 4102444800000, "param": {"amount": 120}, "idempotencyKey": "k7"}"#
@@ -111,17 +132,11 @@ struct OrchestratorTests {
             #expect(got["c-1"]?.promise?.timeout == 4_102_444_800_000)
             #expect(got["c-2"]?.created == false)  // the same key: deduplicated
             #expect(got["c-3"]?.error?.code == "notFound")
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     @Test func messagesThatCannotBeAppliedGoToTheDeadQueueWithTheirReason() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             let cases: [(kind: String, body: String, type: String?, reason: String)] = [
                 ("promise.create", "{not json", nil, "not valid JSON"),
                 ("promise.frobnicate", #"{"id": "x"}"#, nil, "unknown kind"),
@@ -151,77 +166,40 @@ struct OrchestratorTests {
             for (c, reason) in zip(cases, reasons) {
                 #expect(reason.contains(c.reason), "\(c.kind) \(c.body.prefix(40)): \(reason)")
             }
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     @Test func aTimedOutPromiseIsSettledByItsTimer() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             try await h.publish("promise.create", #"{"id": "deadline", "timeout": "300ms"}"#)
             try await h.publish("promise.create", #"{"id": "nap", "timeout": "400ms", "tags": {"warren:timer": "true"}}"#)
             let first = try await h.nextEvent()
             #expect(first.id == "deadline" && first.state == "REJECTED_TIMEDOUT")
             let second = try await h.nextEvent()
             #expect(second.id == "nap" && second.state == "RESOLVED")
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     @Test func startingAWorkflowSendsAnExecuteMessageToItsGroup() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             try await h.amqpPublish("workflow.start", #"{"id": "wf-1", "function": "foo-workflow", "args": ["wf-1"], "group": "workers", "timeout": "24h"}"#)
-            let queue = h.orchestrator.prefix + ".group.workers"
-            let message = try await within(.seconds(15), "the execute message") {
-                while true {
-                    // A passive declare of a missing queue closes its channel: probe on a spare one.
-                    let probe = try await h.connection.openChannel()
-                    if let ok = try? await probe.queueDeclare(queue, passive: true), ok.messageCount > 0 { break }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                var it = try await h.channel.basicConsume(queue: queue).makeAsyncIterator()
-                return try await it.next()!
-            }
+            let message = try await h.nextExecute(group: "workers")
             #expect(message.properties.type == "task.execute")
             struct Execute: Decodable { struct Task: Decodable { var id: String; var version: Int64; var group: String }; var task: Task; var promise: Record }
             let execute = try JSONDecoder().decode(Execute.self, from: Data(message.body))
             #expect(execute.task.id == "wf-1" && execute.task.version == 1 && execute.task.group == "workers")
             #expect(execute.promise.param?.data == #"{"args":["wf-1"],"function":"foo-workflow"}"#)
             try message.ack()
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     /// Two workers with one task: a redelivered execute message is claimed under a new version,
     /// so the first holder's report no longer counts, and of two reports for one version only
     /// the holder's counts.
     @Test func racingWorkersOnOneTaskCannotBothCount() async throws {
-        let h = try await Harness.start()
-        do {
+        try await Harness.with { h in
             try await h.amqpPublish("workflow.start", #"{"id": "race-1", "function": "f", "args": [], "group": "racers"}"#)
-            let queue = h.orchestrator.prefix + ".group.racers"
-            let execute = try await within(.seconds(15), "the execute message") {
-                while true {
-                    let probe = try await h.connection.openChannel()
-                    if let ok = try? await probe.queueDeclare(queue, passive: true), ok.messageCount > 0 { break }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                var it = try await h.channel.basicConsume(queue: queue).makeAsyncIterator()
-                return try await it.next()!
-            }
+            let execute = try await h.nextExecute(group: "racers")
             struct Execute: Decodable {
                 struct Task: Decodable { var id: String; var version: Int64 }
                 var task: Task; var children: [Record]
@@ -258,12 +236,7 @@ struct OrchestratorTests {
                 return try JSONDecoder().decode(Reply.self, from: Data(try await it.next()!.body)).promise
             }
             #expect(step?.state == "RESOLVED" && step?.value?.data == "7")
-        } catch {
-            print(h.orchestrator.logText)
-            await h.stop()
-            throw error
         }
-        await h.stop()
     }
 
     /// A burst of 1,000 promises created and resolved while the orchestrator is killed with

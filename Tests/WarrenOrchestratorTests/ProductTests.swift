@@ -180,13 +180,7 @@ struct ProductTests {
         // The browser opens /ui, finds the card of ui-1.1, types a comment and clicks Approve.
         let r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it"])
         #expect(r.status == 0, "\(r.output)")
-        let done = try await within(.seconds(30), "the workflow to complete") {
-            while true {
-                let w = try await http("GET", base + "/workflows/ui-1")
-                if w.json["state"] as? String != "PENDING" { return w }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        let done = try await settledWorkflow("ui-1", at: base)
         #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
         let approval = try await http("GET", base + "/promises/ui-1.1")
         #expect((approval.json["value"] as? [String: Any])?["headers"] as? [String: String] == ["comment": "ship it"])

@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 import Testing
+import Warren
 import WarrenTestSupport
 
 #if canImport(Glibc)
@@ -36,7 +37,7 @@ final class OrchestratorProcess: @unchecked Sendable {
         log = dir + "/\(prefix).log"
     }
 
-    /// Starts the process and waits until it consumes its queue.
+    /// Starts the process and waits until it consumes its queue and its HTTP API answers.
     func start(_ extraArguments: [String] = []) async throws {
         pid = try spawn(productsDirectory + "/warren", ["serve", "--amqp-url", url, "--db", database, "--prefix", prefix,
                                                         "--http-port", "\(httpPort)", "--log-level", "debug"] + extraArguments, log: log)
@@ -45,7 +46,8 @@ final class OrchestratorProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let channel = try await connection.openChannel()
-            if let ok = try? await channel.queueDeclare(prefix + ".orchestrator", passive: true), ok.consumerCount > 0 {
+            if let ok = try? await channel.queueDeclare(prefix + ".orchestrator", passive: true), ok.consumerCount > 0,
+               (try? await http("GET", httpURL + "/health"))?.status == 200 {
                 try? await channel.close()
                 return
             }
@@ -111,3 +113,51 @@ struct Record: Decodable, Equatable {
     var param: Value?
     var timeout: Int64
 }
+
+/// An orchestrator, a worker process (WarrenTestWorker) and a client of group `clientGroup`, on
+/// `broker` (the shared one by default): runs `body`, prints both logs if it throws, and stops
+/// everything.
+func withWorkflows(broker: String? = nil, clientGroup: String = "gateway",
+                   _ body: (OrchestratorProcess, WorkerProcess, Warren) async throws -> Void) async throws {
+    let orchestrator = OrchestratorProcess(url: try broker ?? brokerURL())
+    let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+    defer { orchestrator.remove(); worker.remove() }
+    try await orchestrator.start()
+    try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+    let client = try await Warren(url: orchestrator.url, group: clientGroup, prefix: orchestrator.prefix)
+    do {
+        try await body(orchestrator, worker, client)
+    } catch {
+        print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker log:\n\(worker.text.suffix(3000))")
+        await client.close()
+        throw error
+    }
+    await client.close()
+    await worker.kill(SIGTERM)
+    _ = await orchestrator.kill(SIGTERM)
+}
+
+/// Waits until workflow `id` is no longer pending, through the HTTP API at `base`; returns its view.
+func settledWorkflow(_ id: String, at base: String) async throws -> HTTPAnswer {
+    try await within(.seconds(30), "workflow \(id) to complete") {
+        while true {
+            let w = try await http("GET", base + "/workflows/" + id)
+            if w.json["state"] as? String != "PENDING" { return w }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// A private broker for one test (to stop it, or to give it settings of its own): runs `body`
+/// and destroys the broker, also when `body` throws.
+func withPrivateBroker(consumerTimeoutMillis: Int? = nil, _ body: (PrivateBroker) async throws -> Void) async throws {
+    let broker = try await PrivateBroker.start(consumerTimeoutMillis: consumerTimeoutMillis)
+    do {
+        try await body(broker)
+    } catch {
+        await broker.destroy()
+        throw error
+    }
+    await broker.destroy()
+}
+
