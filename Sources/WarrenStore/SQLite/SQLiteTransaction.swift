@@ -135,6 +135,11 @@ struct SQLiteTransaction: StoreTransaction {
         guard let stored = try storedPromise(id: r.id) else {
             throw StoreError(.notFound, "no promise with id '\(r.id)'; create it first (ids are case-sensitive)")
         }
+        return try settle(r, stored: stored, now: now)
+    }
+
+    /// Settles `stored` (read in this transaction) as `r` asks.
+    private func settle(_ r: SettlePromise, stored: PromiseRecord, now: Int64) throws -> SettleResult {
         let existing = PromiseRules.effective(stored, now: now)
         switch PromiseRules.settle(r, existing: existing, now: now) {
         case .deduplicated(let p):
@@ -252,11 +257,11 @@ struct SQLiteTransaction: StoreTransaction {
     /// Records steps as promises created settled. A step already recorded keeps its first
     /// outcome (steps run at least once; a replay may run one again before its record lands).
     private func record(_ steps: [StepOutcome], now: Int64) throws {
-        for step in steps where try storedPromise(id: step.id) == nil {
+        for step in steps {
             try insert(PromiseRecord(
                 id: step.id, state: step.completion == .resolve ? .resolved : .rejected, value: step.value, timeout: now,
                 idempotencyKeyForCreate: step.id, idempotencyKeyForComplete: step.id, createdOn: now, completedOn: now,
-                tags: step.tags))
+                tags: step.tags), orIgnore: true)
         }
     }
 
@@ -334,7 +339,7 @@ struct SQLiteTransaction: StoreTransaction {
             throw StoreError(.alreadySettled, "the promise '\(id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
         }
         try record(steps, now: now)
-        return try settlePromise(settle, now: now)
+        return try self.settle(settle, stored: stored, now: now)
     }
 
     func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord {
@@ -424,9 +429,10 @@ struct SQLiteTransaction: StoreTransaction {
 
     // MARK: Rows
 
-    private func insert(_ p: PromiseRecord) throws {
+    /// Inserts a promise; with `orIgnore`, one whose id exists is left as it is.
+    private func insert(_ p: PromiseRecord, orIgnore: Bool = false) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO promises (id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create,
+            INSERT \(orIgnore ? "OR IGNORE " : "")INTO promises (id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create,
                                   ikey_complete, created_on, completed_on, tags, flags)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
