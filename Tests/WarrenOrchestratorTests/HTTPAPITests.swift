@@ -15,6 +15,7 @@ import Glibc
 struct HTTPAnswer {
     var status: Int
     var text: String
+    var headers: [String: String] = [:]
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:] }
     var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
 }
@@ -25,7 +26,10 @@ func http(_ method: String, _ url: String, _ body: String? = nil, headers: [Stri
     for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
     if let body { request.httpBody = Data(body.utf8); request.setValue("application/json", forHTTPHeaderField: "content-type") }
     let (data, response) = try await URLSession.shared.data(for: request)
-    return HTTPAnswer(status: (response as! HTTPURLResponse).statusCode, text: String(decoding: data, as: UTF8.self))
+    let r = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (k, v) in r.allHeaderFields { if let k = k as? String, let v = v as? String { fields[k.lowercased()] = v } }
+    return HTTPAnswer(status: r.statusCode, text: String(decoding: data, as: UTF8.self), headers: fields)
 }
 
 func b64(_ json: String) -> String { Data(json.utf8).base64EncodedString() }
@@ -43,6 +47,7 @@ struct HTTPAPITests {
         let create = #"{"id": "order-1", "timeout": \#(far), "param": {"headers": {"h": "1"}, "data": "\#(b64(#"{"amount":120}"#))"}, "tags": {"human": "true"}}"#
         let created = try await http("POST", base + "/promises", create, headers: ["idempotency-key": "k1", "request-id": "r1"])
         #expect(created.status == 201, "\(created.text)")
+        #expect(created.headers["request-id"] == "r1")
         #expect(created.json["state"] as? String == "PENDING")
         #expect(created.json["idempotencyKeyForCreate"] as? String == "k1")
         #expect((created.json["param"] as? [String: Any])?["data"] as? String == b64(#"{"amount":120}"#))

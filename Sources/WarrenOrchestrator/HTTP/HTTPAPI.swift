@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Synchronization
@@ -64,7 +65,10 @@ struct HTTPAPI: Sendable {
         for (method, path) in Self.routes {
             let pattern = RouterPath(path.replacingOccurrences(of: "{id}", with: "**"))
             let respond: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
-                try await handle { try await self.respond(method, path, request, context) }
+                var response = try await handle { try await self.respond(method, path, request, context) }
+                // The specification's request-id comes back with the answer, for tracing.
+                if let requestID = request.headers[Self.requestID] { response.headers[Self.requestID] = requestID }
+                return response
             }
             switch method {
             case "POST": router.post(pattern, use: respond)
@@ -156,8 +160,10 @@ struct HTTPAPI: Sendable {
         }
     }
 
+    static let requestID = HTTPField.Name("request-id")!
+
     private static func header(_ request: Request, _ name: String) -> String? {
-        request.headers.first { $0.name.canonicalName == name }?.value
+        HTTPField.Name(name).flatMap { request.headers[$0] }
     }
 
     private static func strict(_ request: Request) throws(HTTPProblem) -> Bool {
