@@ -3,9 +3,10 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Warren's side of the message contract: publishes commands with confirms, waits for replies
-/// by correlation id and for `settled.<id>` events, all on one connection and one reply queue
-/// named by the client (so that it survives connection recovery).
+/// Warren's side of the message contract: publishes commands with confirms and waits for their
+/// answers (replies, and settled promises for subscriptions) by correlation id, all on one
+/// connection and one reply queue named by the client (so that it is declared again when the
+/// connection recovers).
 final class Messenger: Sendable {
     let connection: AMQPConnection
     let channel: AMQPChannel
@@ -13,12 +14,6 @@ final class Messenger: Sendable {
     let replyQueue: String
     private let logger: Logger
     private let pendingReplies = Mutex<[String: PendingReply]>([:])
-    private enum Watch {
-        case waiting([CheckedContinuation<PromiseSnapshot, any Error>])
-        case arrived(PromiseSnapshot)
-    }
-    /// Promises whose settled event someone watches: the event may come before they wait.
-    private let watches = Mutex<[String: Watch]>([:])
     private let listener = Mutex<Task<Void, Never>?>(nil)
 
     private init(connection: AMQPConnection, channel: AMQPChannel, prefix: String, replyQueue: String, logger: Logger) {
@@ -46,16 +41,7 @@ final class Messenger: Sendable {
     private func listen(_ consumer: AMQPConsumer) async {
         do {
             for try await d in consumer {
-                if d.routingKey.hasPrefix("settled.") {
-                    guard let record = try? JSONDecoder().decode(PromiseSnapshot.self, from: Data(d.body)) else { continue }
-                    let waiters: [CheckedContinuation<PromiseSnapshot, any Error>] = watches.withLock { w in
-                        guard case .waiting(let waiters)? = w[record.id] else { return [] }
-                        if waiters.isEmpty { w[record.id] = .arrived(record); return [] }
-                        w.removeValue(forKey: record.id)
-                        return waiters
-                    }
-                    for w in waiters { w.resume(returning: record) }
-                } else if let id = d.properties.correlationID, let pending = pendingReplies.withLock({ $0.removeValue(forKey: id) }) {
+                if let id = d.properties.correlationID, let pending = pendingReplies.withLock({ $0.removeValue(forKey: id) }) {
                     pending.complete(.success(d))
                 }
             }
@@ -64,8 +50,6 @@ final class Messenger: Sendable {
         }
         let error = WarrenError(.unavailable, "the connection to the broker closed")
         for p in pendingReplies.withLock({ p in defer { p.removeAll() }; return Array(p.values) }) { p.complete(.failure(error)) }
-        let watching = watches.withLock { w in defer { w.removeAll() }; return Array(w.values) }
-        for case .waiting(let waiters) in watching { waiters.forEach { $0.resume(throwing: error) } }
     }
 
     /// Publishes a command to the orchestrator; the confirmation says the broker has it.
@@ -134,39 +118,6 @@ final class Messenger: Sendable {
             return try await request(kind, body, timeout: max(.milliseconds(1), deadline - .now), attempts: attempts)
         } catch let e as WarrenError where e.code == .unavailable && ContinuousClock.now >= deadline {
             throw WarrenError(.timedOut, "\(kind): no outcome within \(timeout)")
-        }
-    }
-
-    /// Starts listening for the settled event of `id`; call `wait` on the result after sending
-    /// what may settle it, so that the event cannot be missed.
-    func watchSettled(_ id: String) async throws -> SettledWatch {
-        watches.withLock { if $0[id] == nil { $0[id] = .waiting([]) } }
-        try await channel.queueBind(replyQueue, exchange: prefix, routingKey: "settled." + id)
-        return SettledWatch(id: id, messenger: self)
-    }
-
-    struct SettledWatch: Sendable {
-        let id: String
-        let messenger: Messenger
-
-        func wait() async throws -> PromiseSnapshot {
-            let record = try await withCheckedThrowingContinuation { (c: CheckedContinuation<PromiseSnapshot, any Error>) in
-                let arrived: PromiseSnapshot? = messenger.watches.withLock { w in
-                    switch w[id] {
-                    case .arrived(let r)?: w.removeValue(forKey: id); return r
-                    case .waiting(let ws)?: w[id] = .waiting(ws + [c]); return nil
-                    case nil: w[id] = .waiting([c]); return nil
-                    }
-                }
-                if let arrived { c.resume(returning: arrived) }
-            }
-            try? await messenger.channel.queueUnbind(messenger.replyQueue, exchange: messenger.prefix, routingKey: "settled." + id)
-            return record
-        }
-
-        func cancel() async {
-            _ = messenger.watches.withLock { $0.removeValue(forKey: id) }
-            try? await messenger.channel.queueUnbind(messenger.replyQueue, exchange: messenger.prefix, routingKey: "settled." + id)
         }
     }
 
