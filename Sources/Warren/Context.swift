@@ -11,13 +11,21 @@ import Synchronization
 /// from the workflow's own task, then await their handles.
 ///
 /// Step outcomes travel with the task's next report (its suspension, retry or completion), so a
-/// workflow costs one message per run, not two per step. A step whose outcome was not reported
-/// yet when the worker died runs again: steps run at least once.
+/// workflow costs one message per run, not two per step; a run that goes on for longer sends the
+/// outcomes it has every second (`task.progress`), so a long step is not run again because a
+/// later one failed with its worker. A step whose outcome was not sent when the worker died runs
+/// again: steps run at least once.
 public final class Context: Sendable {
     /// The workflow's id (its root promise), or the id of this function's promise for a child.
     public let id: String
     let messenger: Messenger
     let retry: TaskRetryInfo?
+    /// Where finished steps go while the run goes on (the task's version and this worker), or
+    /// `nil` (a replay against a given history, in tests).
+    let progress: ProgressReporter?
+
+    /// How long finished steps may wait for the report before they are sent on their own.
+    static let progressInterval: Duration = .seconds(1)
     private struct State {
         var counter = 0
         var history: [String: PromiseSnapshot]
@@ -29,13 +37,17 @@ public final class Context: Sendable {
         var interrupt: (any Error)?
         /// Child workflows started with `beginRpc` that were pending when this run saw them.
         var children: [String] = []
+        /// When steps were last sent (or the run began), and the progress messages sent.
+        var lastSent = ContinuousClock.now
+        var sent: [PublishConfirmation] = []
     }
     private let state: Mutex<State>
 
-    init(id: String, history: [PromiseSnapshot], retry: TaskRetryInfo? = nil, messenger: Messenger) {
+    init(id: String, history: [PromiseSnapshot], retry: TaskRetryInfo? = nil, messenger: Messenger, progress: ProgressReporter? = nil) {
         self.id = id
         self.messenger = messenger
         self.retry = retry
+        self.progress = progress
         self.state = Mutex(State(history: Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })))
     }
 
@@ -142,7 +154,20 @@ public final class Context: Sendable {
     private func record(_ id: String, kind: String, state stepState: String, value: String) {
         let step = Wire.object([("id", Wire.quote(id)), ("state", Wire.quote(stepState)), ("value", value),
                                 ("tags", Wire.object([("warren:kind", Wire.quote(kind))]))])
-        state.withLock { $0.steps.append(step) }
+        let due: [String] = state.withLock { s in
+            s.steps.append(step)
+            guard progress != nil, ContinuousClock.now - s.lastSent >= Self.progressInterval else { return [] }
+            s.lastSent = .now
+            defer { s.steps.removeAll() }
+            return s.steps
+        }
+        guard let progress, !due.isEmpty else { return }
+        // Sent without waiting; the report that follows on the same channel waits for it.
+        if let sent = try? progress.send(due) {
+            state.withLock { $0.sent.append(sent) }
+        } else {
+            state.withLock { $0.steps.insert(contentsOf: due, at: 0) }  // they go with the report
+        }
     }
 
     // MARK: Promises
@@ -291,10 +316,10 @@ public final class Context: Sendable {
 
     /// The step outcomes to report, why the run stopped early if it did, and the child
     /// workflows it must still wait for.
-    func takeReport() -> (steps: [String], interrupt: (any Error)?, children: [String]) {
+    func takeReport() -> (steps: [String], interrupt: (any Error)?, children: [String], progressSent: [PublishConfirmation]) {
         state.withLock { s in
-            defer { s.steps.removeAll() }
-            return (s.steps, s.interrupt, s.children)
+            defer { s.steps.removeAll(); s.sent.removeAll() }
+            return (s.steps, s.interrupt, s.children, s.sent)
         }
     }
 
@@ -392,6 +417,21 @@ public struct RetryPolicy: Sendable {
 
 /// An error that a step's retry policy never retries (by default): the workflow sees it at once.
 public protocol NonRetryableError: Error {}
+
+/// Sends `task.progress` for the task version a worker runs.
+struct ProgressReporter: Sendable {
+    let taskID: String
+    let version: Int64
+    let worker: String
+    let messenger: Messenger
+
+    func send(_ steps: [String]) throws -> PublishConfirmation {
+        try messenger.publish("task.progress", Wire.object([
+            ("id", Wire.quote(taskID)), ("version", "\(version)"), ("worker", Wire.quote(worker)),
+            ("steps", "[" + steps.joined(separator: ",") + "]"),
+        ]))
+    }
+}
 
 /// The failures of the step a task retries, from its execute message.
 struct TaskRetryInfo: Decodable, Sendable {

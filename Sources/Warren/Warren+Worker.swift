@@ -63,7 +63,8 @@ extension Warren {
     private func runTask(_ message: Wire.TaskMessage) async throws {
         let task = message.task
         let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param?.data)
-        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger)
+        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger,
+                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, messenger: messenger))
         var outcome: (kind: String, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = try invocation.args.first.map { try Wire.json($0) } ?? "null"
@@ -90,7 +91,9 @@ extension Warren {
         // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
         let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]
             + outcome.fields + [("steps", report.steps.isEmpty ? nil : "[" + report.steps.joined(separator: ",") + "]")])
-        try await messenger.publish(outcome.kind, body).wait()
+        let confirmation = try messenger.publish(outcome.kind, body)
+        for sent in report.progressSent { try await sent.wait() }
+        try await confirmation.wait()
         logger.debug(outcome.kind == "task.suspend" ? "task suspended" : outcome.kind == "task.retry" ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
     }

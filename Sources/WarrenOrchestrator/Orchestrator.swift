@@ -264,6 +264,8 @@ public final class Orchestrator: Service {
             case let .completeTask(id, version, worker, settle, steps):
                 let result = try tx.completeTask(id: id, version: version, worker: worker, settle: settle, steps: steps, now: now)
                 if result.settled { try settled(result, tx: tx, now: now, config: config) }
+            case let .recordProgress(id, version, worker, steps):
+                try tx.recordProgress(id: id, version: version, worker: worker, steps: steps, now: now)
             case let .retryTask(id, version, worker, delay, failedStep, steps):
                 _ = try tx.retryTask(id: id, version: version, worker: worker, due: now + delay, failedStep: failedStep, steps: steps, now: now)
             }

@@ -74,6 +74,9 @@ public protocol StoreTransaction: StoreReader {
     /// `due` (a retry back-off); `failedStep` names the step that failed, whose failures are
     /// counted in the task's ``TaskRecord/retry``.
     func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord
+    /// The worker holding the task (or taking its current version) records `steps` while it goes
+    /// on running: a long run's finished steps become durable before its report.
+    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws
     /// Subscribes `address` to the outcome of a promise: the promise as it is now, and, while it
     /// is pending, a subscription that the settlement returns in ``SettleResult/subscribers``.
     func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord

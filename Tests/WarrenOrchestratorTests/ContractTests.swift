@@ -82,6 +82,7 @@ struct ContractTests {
         ("task.complete", #"{"id": "w", "version": 1, "worker": "x", "steps": [{"id": "w.1", "state": "pending"}]}"#, "step's 'state'"),
         ("task.suspend", #"{"id": "w", "version": 1, "worker": "x", "awaiting": [], "steps": []}"#, "'awaiting'"),
         ("task.retry", #"{"id": "w", "version": 1, "worker": "x", "delay": -1}"#, "'delay'"),
+        ("task.progress", #"{"id": "w", "version": 1, "steps": []}"#, "'worker' is missing"),
     ])
     func badMessagesSayWhatIsWrong(kind: String, body: String, mentions: String) {
         do {

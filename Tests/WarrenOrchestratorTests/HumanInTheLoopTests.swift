@@ -107,4 +107,38 @@ struct HumanInTheLoopTests {
         await second.kill(SIGTERM)
         _ = await orchestrator.kill(SIGTERM)
     }
+
+    @Test func aLongStepFinishedBeforeTheWorkerDiedIsNotRunAgain() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+        defer { orchestrator.remove(); first.remove(); second.remove() }
+        try await orchestrator.start()
+        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            let result = Task { try await client.rpc("long-1", "two-slow-steps", "long-1", target: "workers", as: String.self) }
+            // Step A (1.2 s) finished and went out as progress; the worker dies during step B.
+            _ = try await first.line(startingWith: "step B started")
+            let a = try await within(.seconds(10), "step A recorded") {
+                while true {
+                    if let p = try? await client.promises.get("long-1.1"), p.isSettled { return p }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(a.value?.data == #""A""#)
+            await first.kill(SIGKILL)
+            try second.start(url: orchestrator.url, prefix: orchestrator.prefix)
+            let message = try await within(.seconds(30), "the workflow's result") { try await result.value }
+            #expect(message == "long-1: AB")
+            _ = try await second.line(startingWith: "step B started")
+            #expect(!second.text.contains("step A started"), "step A ran again:\n\(second.text)")
+        } catch {
+            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
+            await client.close()
+            throw error
+        }
+        await client.close()
+        await second.kill(SIGTERM)
+        _ = await orchestrator.kill(SIGTERM)
+    }
 }

@@ -200,4 +200,19 @@ struct TaskTests {
         guard case .promiseTimeout(let r)? = fired.first else { Issue.record("\(fired)"); return }
         #expect(r.subscribers == [Subscriber(address: "reply.b", correlation: "c3")])
     }
+
+    @Test func progressRecordsStepsAndClaimsThePendingVersion() throws {
+        let temp = try TempStore()
+        defer { temp.remove() }
+        let s = temp.store
+        _ = try s.create("wf", group: "workers")
+        try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "w", steps: [StepOutcome(id: "wf.1", value: PromiseValue(data: "1"))], now: t0) }
+        #expect(try s.get("wf.1")?.state == .resolved)
+        #expect(try s.writeSync { tx in try tx.task(id: "wf") }?.worker == "w")
+        // Another worker's progress for the same version no longer counts.
+        expectStoreError(.staleTask) {
+            try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "x", steps: [StepOutcome(id: "wf.2", value: .empty)], now: t0) }
+        }
+        #expect(try s.get("wf.2") == nil)
+    }
 }

@@ -91,6 +91,20 @@ nonisolated func main() async throws {
         try await ctx.sleep(for: .milliseconds(300))
         return n * 2
     }
+    // Two long steps: the first is recorded (task.progress) while the second runs.
+    warren.register("two-slow-steps") { (ctx: Context, label: String) async throws -> String in
+        let a = try await ctx.run({ (_: Context, label: String) async throws -> String in
+            FileHandle.standardOutput.write(Data("step A started: \(label)\n".utf8))
+            try await Task.sleep(for: .milliseconds(1200))
+            return "A"
+        }, label, name: "A")
+        let b = try await ctx.run({ (_: Context, label: String) async throws -> String in
+            FileHandle.standardOutput.write(Data("step B started: \(label)\n".utf8))
+            try await Task.sleep(for: .seconds(3))
+            return "B"
+        }, label, name: "B")
+        return "\(label): \(a)\(b)"
+    }
     // A promise with an id an outside system knows.
     warren.register("named-approval") { (ctx: Context, order: String) async throws -> String in
         let approval = try await ctx.promise(id: "approval-\(order)", tags: ["human": "true"])

@@ -30,13 +30,15 @@ enum InboundMessage: Equatable {
     /// `task.complete`: the worker records its steps and settles the task's promise with the
     /// function's outcome.
     case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome])
+    /// `task.progress`: the worker records the steps it finished and goes on running.
+    case recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome])
     /// `task.retry`: the worker records its steps and lets the task go until `delay` has passed
     /// (milliseconds), because `failedStep` failed.
     case retryTask(id: String, version: Int64, worker: String, delay: Int64, failedStep: String?, steps: [StepOutcome])
 
     /// The kinds the orchestrator consumes, by routing key.
     static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "promise.get", "promise.subscribe", "promise.search",
-                        "workflow.start", "task.claim", "task.suspend", "task.complete", "task.retry"]
+                        "workflow.start", "task.claim", "task.suspend", "task.complete", "task.retry", "task.progress"]
 
     /// Decodes a message body; `now` and `defaultTimeout` (milliseconds) turn durations into
     /// epoch milliseconds.
@@ -113,6 +115,9 @@ enum InboundMessage: Equatable {
             }
             return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting,
                                 steps: try steps(fields))
+        case "task.progress":
+            return .recordProgress(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
+                                   steps: try steps(fields))
         case "task.retry":
             guard case .int(let delay)? = fields["delay"], delay >= 0 else {
                 throw ContractError(reason: "the field 'delay' must be milliseconds (a number, 0 or more)")

@@ -342,6 +342,16 @@ struct SQLiteTransaction: StoreTransaction {
         return try self.settle(settle, stored: stored, now: now)
     }
 
+    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws {
+        let t = try heldTask(id, version: version, worker: worker)
+        try validate(steps, of: id)
+        if t.state == .pending {
+            // The first report for this version: its claim.
+            try db.cachedStatement(sql: "UPDATE tasks SET state = 1, worker = ?, updated_on = ? WHERE id = ?").execute(arguments: [worker, now, id])
+        }
+        try record(steps, now: now)
+    }
+
     func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord {
         var t = try heldTask(id, version: version, worker: worker)
         try validate(steps, of: id)
