@@ -11,8 +11,6 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         public static let refused = Code(raw: "refused")
         /// The orchestrator did not answer (it or the broker is away); the command may be retried.
         public static let unavailable = Code(raw: "unavailable")
-        /// No function is registered under that name.
-        public static let unknownFunction = Code(raw: "unknownFunction")
         /// A value could not be encoded or decoded as JSON.
         public static let codec = Code(raw: "codec")
         /// The promise timed out.

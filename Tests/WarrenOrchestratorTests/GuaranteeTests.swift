@@ -174,6 +174,12 @@ struct GuaranteeTests {
                 try await client.rpc("parallel-1", "parallel-workflow", 3, target: "workers", as: Int.self)
             }
             #expect(parallel == 300 + 3, "peak concurrency × 100 + sum: \(parallel)")
+            // A detached child may outlive its parent.
+            #expect(try await client.rpc("detached-1", "detached-parent", 4, target: "workers", as: String.self) == "started detached-1.1")
+            let left = try await client.promises.get("detached-1.1")
+            #expect(left.state == "PENDING", "the parent waited for its detached child")
+            let detachedChild = try await client.get("detached-1.1").result(as: Int.self)
+            #expect(detachedChild == 8)
         }
     }
 
@@ -187,6 +193,18 @@ struct GuaranteeTests {
             try await client.promises.resolve("approval-order-7", value: "approved")
             #expect(try await handle.result(as: String.self) == "order-7: approved")
             #expect(try await client.run("named-1", "named-approval", "order-7", as: String.self) == "order-7: approved")
+            // The rest of the client's promise API, over AMQP.
+            let created = try await client.promises.create("client-1", timeout: .seconds(3600), idempotencyKey: "k", tags: ["batch": "c"])
+            #expect(created.state == "PENDING" && created.tags?["batch"] == "c")
+            #expect(try await client.promises.create("client-1", idempotencyKey: "k").id == "client-1")  // deduplicated
+            _ = try await client.promises.create("client-2", tags: ["batch": "c"])
+            let page = try await client.promises.search("client-*", state: "pending", tags: ["batch": "c"], limit: 1)
+            #expect(page.promises.map(\.id) == ["client-1"] && page.cursor == "client-1")
+            let next = try await client.promises.search("client-*", state: "pending", tags: ["batch": "c"], limit: 1, cursor: page.cursor)
+            #expect(next.promises.map(\.id) == ["client-2"])
+            #expect(try await client.promises.cancel("client-2").state == "REJECTED_CANCELED")
+            #expect(try await client.promises.reject("client-1", value: "no").state == "REJECTED")
+            await #expect(throws: WarrenError.self) { try await client.promises.get("no-such-promise") }
         }
     }
 }

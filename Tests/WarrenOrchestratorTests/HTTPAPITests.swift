@@ -105,29 +105,24 @@ struct HTTPAPITests {
     }
 
     @Test func anHTTPResolveResumesTheWaitingWorkflowAndItsStateIsShown() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let base = orchestrator.httpURL
-        let started = try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "foo-workflow", "args": ["web-1"], "group": "workers", "timeout": "1h"}"#)
-        #expect(started.status == 201, "\(started.text)")
-        #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "foo-workflow", "args": ["web-1"], "group": "workers"}"#).status == 200)
-        #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "other", "args": [], "group": "workers"}"#).status == 409)
-        _ = try await worker.line(startingWith: "", containing: "task suspended")
-        let waiting = try await http("GET", base + "/workflows/web-1")
-        #expect(waiting.json["state"] as? String == "PENDING")
-        #expect((waiting.json["task"] as? [String: Any])?["awaiting"] as? [String] == ["web-1.1"])
-        let suspended = try await http("GET", base + "/tasks?state=suspended")
-        #expect((suspended.json["tasks"] as? [[String: Any]])?.map { $0["id"] as? String } == ["web-1"])
-        let approve = try await http("PATCH", base + "/promises/web-1.1", #"{"state": "RESOLVED", "value": {"data": "\#(b64(#""approved""#))"}}"#)
-        #expect(approve.status == 200)
-        let done = try await settledWorkflow("web-1", at: base)
-        #expect(done.json["state"] as? String == "RESOLVED")
-        #expect(done.json["result"] as? String == "foo workflow web-1 complete")
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
+        try await withWorkflows { orchestrator, worker, _ in
+            let base = orchestrator.httpURL
+            let started = try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "foo-workflow", "args": ["web-1"], "group": "workers", "timeout": "1h"}"#)
+            #expect(started.status == 201, "\(started.text)")
+            #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "foo-workflow", "args": ["web-1"], "group": "workers"}"#).status == 200)
+            #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "other", "args": [], "group": "workers"}"#).status == 409)
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            let waiting = try await http("GET", base + "/workflows/web-1")
+            #expect(waiting.json["state"] as? String == "PENDING")
+            #expect((waiting.json["task"] as? [String: Any])?["awaiting"] as? [String] == ["web-1.1"])
+            let suspended = try await http("GET", base + "/tasks?state=suspended")
+            #expect((suspended.json["tasks"] as? [[String: Any]])?.map { $0["id"] as? String } == ["web-1"])
+            let approve = try await http("PATCH", base + "/promises/web-1.1", #"{"state": "RESOLVED", "value": {"data": "\#(b64(#""approved""#))"}}"#)
+            #expect(approve.status == 200)
+            let done = try await settledWorkflow("web-1", at: base)
+            #expect(done.json["state"] as? String == "RESOLVED")
+            #expect(done.json["result"] as? String == "foo workflow web-1 complete")
+        }
     }
 
     @Test func manyConcurrentClientsEachGetTheirOwnAnswer() async throws {

@@ -21,13 +21,7 @@ struct HumanInTheLoopTests {
 
     @Test(arguments: [false, true])
     func theWorkflowWaitsForTheHumanAndCompletes(killWorkerWhileWaiting: Bool) async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
-        defer { orchestrator.remove(); first.remove(); second.remove() }
-        try await orchestrator.start()
-        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        do {
+        try await withReplaceableWorker { orchestrator, first, second, client in
             let result = Task { try await client.rpc("hitl-001", "foo-workflow", "hitl-001", target: "workers", as: String.self) }
             // sendEmail prints the approval link with the promise id.
             let link = try await first.line(startingWith: "approve: ")
@@ -53,43 +47,27 @@ struct HumanInTheLoopTests {
             #expect(again == message)
             #expect((first.text + second.text).components(separatedBy: "approve: ").count - 1 == 1)
             print("human in the loop (worker killed while waiting: \(killWorkerWhileWaiting)): \(message)")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await first.kill(SIGTERM)
-        await second.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func aDurableSleepSuspendsAndResumes() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        let started = ContinuousClock.now
-        let result = try await within(.seconds(30), "the sleepy workflow") {
-            try await client.rpc("nap-1", "sleepy-workflow", 300, target: "workers", as: String.self)
+        try await withWorkflows { _, _, client in
+            let started = ContinuousClock.now
+            let result = try await within(.seconds(30), "the sleepy workflow") {
+                try await client.rpc("nap-1", "sleepy-workflow", 300, target: "workers", as: String.self)
+            }
+            #expect(result == "slept 300 ms after computing 600")
+            #expect(ContinuousClock.now - started >= .milliseconds(300))
+            // sleep(until:): a deadline from the recorded time.
+            let until = try await within(.seconds(30), "sleep until") {
+                try await client.rpc("nap-until-1", "sleep-until-workflow", 300, target: "workers", as: Int.self)
+            }
+            #expect(until >= 300, "woke \(until) ms after the recorded time")
         }
-        #expect(result == "slept 300 ms after computing 600")
-        #expect(ContinuousClock.now - started >= .milliseconds(300))
-        await client.close()
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func aWorkerKilledInTheMiddleOfAStepIsReplacedAndTheWorkflowCompletes() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
-        defer { orchestrator.remove(); first.remove(); second.remove() }
-        try await orchestrator.start()
-        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        do {
+        try await withReplaceableWorker { orchestrator, first, second, client in
             let result = Task { try await client.rpc("slow-1", "slow-workflow", "slow-1", target: "workers", as: String.self) }
             _ = try await first.line(startingWith: "step started")
             await first.kill(SIGKILL)  // in the middle of the step: its execute message was never acked
@@ -98,24 +76,11 @@ struct HumanInTheLoopTests {
             #expect(message == "slow workflow: slow-1 done")
             // Steps run at least once: the second worker ran it again, from the top.
             _ = try await second.line(startingWith: "step started")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await second.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func aLongStepFinishedBeforeTheWorkerDiedIsNotRunAgain() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let first = WorkerProcess(prefix: orchestrator.prefix, n: 1), second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
-        defer { orchestrator.remove(); first.remove(); second.remove() }
-        try await orchestrator.start()
-        try first.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
-        do {
+        try await withReplaceableWorker { orchestrator, first, second, client in
             let result = Task { try await client.rpc("long-1", "two-slow-steps", "long-1", target: "workers", as: String.self) }
             // Step A (1.2 s) finished and went out as progress; the worker dies during step B.
             _ = try await first.line(startingWith: "step B started")
@@ -132,13 +97,6 @@ struct HumanInTheLoopTests {
             #expect(message == "long-1: AB")
             _ = try await second.line(startingWith: "step B started")
             #expect(!second.text.contains("step A started"), "step A ran again:\n\(second.text)")
-        } catch {
-            print("orchestrator log:\n\(orchestrator.logText.suffix(3000))\nworker logs:\n\(first.text)\n\(second.text)")
-            await client.close()
-            throw error
         }
-        await client.close()
-        await second.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
     }
 }

@@ -21,12 +21,7 @@ struct ProductTests {
     }
 
     @Test func theCommandLineCreatesSettlesSearchesAndShowsTreesAndTasks() async throws {
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        do {
+        try await withWorkflows { orchestrator, worker, _ in
             var r = try await Self.warren(orchestrator, ["promises", "create", "cli-1", "--timeout", "1h", "--tag", "human=true", "--data", #"{"amount": 5}"#])
             #expect(r.status == 0, "\(r.output)")
             #expect(r.output.contains("cli-1") && r.output.contains("PENDING") && r.output.contains("human=true"), "\(r.output)")
@@ -61,12 +56,7 @@ struct ProductTests {
             #expect(lines.last?.contains("[run:sendEmail]") == true && lines.last?.contains("RESOLVED") == true, "\(r.output)")
             r = try await Self.warren(orchestrator, ["invoke", "cli-wf", "--func", "other", "--group", "workers"])
             #expect(r.status == 4, "\(r.output)")
-        } catch {
-            print(orchestrator.logText.suffix(2000))
-            throw error
         }
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
 
         // migrate and --version need no server.
         let db = NSTemporaryDirectory() + "warren-migrate-\(UInt32.random(in: 0..<UInt32.max)).db"
@@ -77,6 +67,27 @@ struct ProductTests {
         #expect(r.status == 0 && !r.output.isEmpty)
         r = try await run(productsDirectory + "/warren", ["promises", "frobnicate"])
         #expect(r.status == 64, "\(r.output)")
+    }
+
+    @Test func warrenDevServesOnAThrowawayDatabaseAndRemovesIt() async throws {
+        let prefix = "dev\(UInt32.random(in: 0..<UInt32.max))", port = freePort()
+        let log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(prefix).log"
+        try? FileManager.default.createDirectory(atPath: NSTemporaryDirectory() + "warren-orchestrator-tests", withIntermediateDirectories: true)
+        defer { unlink(log) }
+        let pid = try spawn(productsDirectory + "/warren", ["dev", "--amqp-url", try brokerURL(), "--prefix", prefix, "--http-port", "\(port)"], log: log)
+        defer { kill(pid, SIGKILL) }
+        try await within(.seconds(30), "warren dev to answer") {
+            while (try? await http("GET", "http://127.0.0.1:\(port)/ready"))?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(try await http("POST", "http://127.0.0.1:\(port)/promises", #"{"id": "dev-1", "timeout": 4102444800000}"#).status == 201)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let folder = try #require(text.split(separator: "\n").first { $0.hasPrefix("warren dev: a throwaway database in ") }?
+            .dropFirst("warren dev: a throwaway database in ".count))
+        #expect(FileManager.default.fileExists(atPath: folder + "/warren.db"))
+        #expect(text.contains("debug"), "debug logs expected:\n\(text)")
+        kill(pid, SIGTERM)
+        _ = await waitForExit(pid)
+        #expect(!FileManager.default.fileExists(atPath: String(folder)), "the throwaway database was left behind")
     }
 
     @Test func theHumanInTheLoopExampleRunsAsTheArticleDescribes() async throws {
@@ -169,23 +180,18 @@ struct ProductTests {
         guard FileManager.default.isExecutableFile(atPath: browser) else {
             throw TestFailure("no browser driver: Scripts/test.sh installs chromium, chromium-driver and selenium (in .build/ui-venv)")
         }
-        let orchestrator = OrchestratorProcess(url: try brokerURL())
-        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
-        defer { orchestrator.remove(); worker.remove() }
-        try await orchestrator.start()
-        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
-        let base = orchestrator.httpURL
-        #expect(try await http("POST", base + "/workflows", #"{"id": "ui-1", "function": "foo-workflow", "args": ["ui-1"], "group": "workers"}"#).status == 201)
-        _ = try await worker.line(startingWith: "", containing: "task suspended")
-        // The browser opens /ui, finds the card of ui-1.1, types a comment and clicks Approve.
-        let r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it"])
-        #expect(r.status == 0, "\(r.output)")
-        let done = try await settledWorkflow("ui-1", at: base)
-        #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
-        let approval = try await http("GET", base + "/promises/ui-1.1")
-        #expect((approval.json["value"] as? [String: Any])?["headers"] as? [String: String] == ["comment": "ship it"])
-        await worker.kill(SIGTERM)
-        _ = await orchestrator.kill(SIGTERM)
+        try await withWorkflows { orchestrator, worker, _ in
+            let base = orchestrator.httpURL
+            #expect(try await http("POST", base + "/workflows", #"{"id": "ui-1", "function": "foo-workflow", "args": ["ui-1"], "group": "workers"}"#).status == 201)
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            // The browser opens /ui, finds the card of ui-1.1, types a comment and clicks Approve.
+            let r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it"])
+            #expect(r.status == 0, "\(r.output)")
+            let done = try await settledWorkflow("ui-1", at: base)
+            #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
+            let approval = try await http("GET", base + "/promises/ui-1.1")
+            #expect((approval.json["value"] as? [String: Any])?["headers"] as? [String: String] == ["comment": "ship it"])
+        }
     }
 
     @Test func theREADMEsPythonExampleResolvesAPromiseWithPika() async throws {

@@ -45,12 +45,11 @@ final class OrchestratorProcess: @unchecked Sendable {
         defer { Task { await connection.close() } }
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
+            // A passive declare of a missing queue closes its channel: a new one each time.
             let channel = try await connection.openChannel()
-            if let ok = try? await channel.queueDeclare(prefix + ".orchestrator", passive: true), ok.consumerCount > 0,
-               (try? await http("GET", httpURL + "/health"))?.status == 200 {
-                try? await channel.close()
-                return
-            }
+            let consumers = (try? await channel.queueDeclare(prefix + ".orchestrator", passive: true))?.consumerCount ?? 0
+            try? await channel.close()
+            if consumers > 0, (try? await http("GET", httpURL + "/health"))?.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("the orchestrator did not start within 30 s; its log:\n\(logText)")
@@ -135,6 +134,22 @@ func withWorkflows(broker: String? = nil, clientGroup: String = "gateway",
     await client.close()
     await worker.kill(SIGTERM)
     _ = await orchestrator.kill(SIGTERM)
+}
+
+/// ``withWorkflows(broker:clientGroup:_:)`` with a second worker process, not started: for tests
+/// that kill the first and start its replacement.
+func withReplaceableWorker(_ body: (OrchestratorProcess, WorkerProcess, WorkerProcess, Warren) async throws -> Void) async throws {
+    try await withWorkflows { orchestrator, first, client in
+        let second = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+        defer { second.remove() }
+        do {
+            try await body(orchestrator, first, second, client)
+        } catch {
+            print("second worker log:\n\(second.text.suffix(3000))")
+            throw error
+        }
+        await second.kill(SIGTERM)
+    }
 }
 
 /// Waits until workflow `id` is no longer pending, through the HTTP API at `base`; returns its view.

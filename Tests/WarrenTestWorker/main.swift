@@ -84,7 +84,8 @@ nonisolated func main() async throws {
         let doubled: Int = try await ctx.rpc("double-workflow", n, target: "workers")
         _ = try await ctx.beginRpc("slow-double", doubled, target: "workers")
         let ran = try await ctx.now()
-        FileHandle.standardOutput.write(Data("parent returns at \(Int(ran.timeIntervalSince1970 * 1000))\n".utf8))
+        let luck = try await ctx.random()
+        FileHandle.standardOutput.write(Data("parent returns at \(Int(ran.timeIntervalSince1970 * 1000)) with \(luck)\n".utf8))
         return "parent of \(doubled)"
     }
     warren.register("slow-double") { (ctx: Context, n: Int) async throws -> Int in
@@ -104,6 +105,18 @@ nonisolated func main() async throws {
             return "B"
         }, label, name: "B")
         return "\(label): \(a)\(b)"
+    }
+    // sleep(until:) a deadline taken from the recorded time; returns how long after it woke.
+    warren.register("sleep-until-workflow") { (ctx: Context, millis: Int) async throws -> Int in
+        let start = try await ctx.now()
+        try await ctx.sleep(until: start.addingTimeInterval(Double(millis) / 1000))
+        let woke = try await ctx.now()
+        return Int(woke.timeIntervalSince(start) * 1000)
+    }
+    // A child left running (detached): the parent completes without it.
+    warren.register("detached-parent") { (ctx: Context, n: Int) async throws -> String in
+        let child = try await ctx.detached("slow-double", n, target: "workers")
+        return "started \(child.id)"
     }
     // A promise with an id an outside system knows.
     warren.register("named-approval") { (ctx: Context, order: String) async throws -> String in
