@@ -113,6 +113,16 @@ let package = Package(
             ],
             path: "Tests/WarrenTestWorker"
         ),
+        // The chaos suite's driver and worker (Scripts/chaos.sh).
+        .executableTarget(
+            name: "WarrenChaos",
+            dependencies: [
+                "Warren", "AMQP", "WarrenTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/WarrenChaos"
+        ),
         // Workflows/s and resume latency end to end (Scripts/bench-workflows.sh).
         .executableTarget(
             name: "WorkflowBenchmark",

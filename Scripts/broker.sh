@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A private RabbitMQ broker in a folder of its own, run as the current user without systemd.
 #
-#   Scripts/broker.sh start DIR [--port N] [--tls-port N] [--consumer-timeout MS] [--management-port N]
+#   Scripts/broker.sh start DIR [--port N] [--tls-port N] [--consumer-timeout MS] [--max-message-size BYTES] [--management-port N]
 #   Scripts/broker.sh stop DIR          stop the broker started in DIR (and epmd if no other node runs)
 #   Scripts/broker.sh kill DIR          SIGKILL the broker (a crash, for tests)
 #   Scripts/broker.sh status DIR        exit 0 when the broker in DIR answers
@@ -30,12 +30,13 @@ ctl() { "$RMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
 case "$cmd" in
 start)
-  port=5672; tls_port=""; consumer_timeout=""; mgmt_port=""
+  port=5672; tls_port=""; consumer_timeout=""; mgmt_port=""; max_message_size=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --port) port=$2; shift 2 ;;
       --tls-port) tls_port=$2; shift 2 ;;
       --consumer-timeout) consumer_timeout=$2; shift 2 ;;
+      --max-message-size) max_message_size=$2; shift 2 ;;
       --management-port) mgmt_port=$2; shift 2 ;;
       *) echo "broker.sh: unknown option $1" >&2; usage ;;
     esac
@@ -51,6 +52,7 @@ start)
     echo "listeners.tcp.default = 127.0.0.1:$port"
     echo "loopback_users = none"
     [ -n "$consumer_timeout" ] && echo "consumer_timeout = $consumer_timeout"
+    [ -n "$max_message_size" ] && echo "max_message_size = $max_message_size"
     if [ -n "$tls_port" ]; then
       "$here/tls-certs.sh" "$dir/tls" >/dev/null
       echo "listeners.ssl.default = 127.0.0.1:$tls_port"

@@ -15,8 +15,14 @@ done
 echo "install-deps.sh: installing ${need[*]}"
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# The machine is left as it was found: a system RabbitMQ that runs keeps running, and one that
+# this script's install starts (the package's post-install script does, where systemd or init.d
+# work) is stopped again, since Warren's scripts run brokers of their own. Only a broker that
+# was not there before the install is stopped, and only when this run installed the server.
+installs_server=false
+for pkg in "${need[@]}"; do [ "$pkg" = rabbitmq-server ] && installs_server=true; done
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The package's post-install script may start a system broker where systemd or init.d work;
-# Warren's scripts run their own brokers, so stop a system one if it came up.
-$sudo service rabbitmq-server stop >/dev/null 2>&1 || true
+if $installs_server; then
+  $sudo service rabbitmq-server stop >/dev/null 2>&1 || true
+fi

@@ -64,6 +64,7 @@ public final class AMQPChannel: Sendable {
     ///   - passive: only check that it exists (throws `notFound` if not); nothing is created.
     public func exchangeDeclare(_ name: String, type: String = "direct", durable: Bool = true, autoDelete: Bool = false,
                                 internal: Bool = false, passive: Bool = false, arguments: FieldTable = [:]) async throws {
+        try Self.checkShortString(name, "exchange name")
         let decl = ExchangeDeclaration(name: name, type: type, durable: durable, autoDelete: autoDelete,
                                        internal: `internal`, arguments: arguments)
         try await perform("exchange.declare '\(name)'") { loop, ch throws(AMQPError) in
@@ -94,6 +95,7 @@ public final class AMQPChannel: Sendable {
     @discardableResult
     public func queueDeclare(_ name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
                              passive: Bool = false, arguments: FieldTable = [:]) async throws -> QueueDeclareOk {
+        try Self.checkShortString(name, "queue name")
         let decl = QueueDeclaration(name: name, durable: durable, exclusive: exclusive, autoDelete: autoDelete, arguments: arguments)
         return try await perform("queue.declare '\(name)'") { loop, ch throws(AMQPError) in
             try loop.queueDeclare(decl, passive: passive, on: ch)
@@ -102,6 +104,8 @@ public final class AMQPChannel: Sendable {
 
     /// Binds a queue to an exchange with a routing key (a pattern on topic exchanges).
     public func queueBind(_ queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+        try Self.checkShortString(queue, "queue name")
+        try Self.checkShortString(routingKey, "routing key")
         let binding = QueueBinding(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments)
         try await perform("queue.bind '\(queue)' to '\(exchange)'") { loop, ch throws(AMQPError) in
             try loop.queueBind(binding, on: ch)
@@ -169,6 +173,8 @@ public final class AMQPChannel: Sendable {
     public func basicPublish(_ body: [UInt8], exchange: String, routingKey: String, mandatory: Bool = false,
                              properties: BasicProperties = BasicProperties()) throws -> PublishConfirmation {
         _ = try checkOpen()
+        try Self.checkShortString(exchange, "exchange name")
+        try Self.checkShortString(routingKey, "routing key")
         let confirmation = PublishConfirmation()
         let message = OutgoingMessage(body: body, exchange: exchange, routingKey: routingKey,
                                       mandatory: mandatory, properties: properties)
@@ -192,11 +198,15 @@ public final class AMQPChannel: Sendable {
     ///
     /// Deliveries need manual acknowledgement unless `noAck` is set. Set ``basicQos(prefetchCount:global:)``
     /// first to bound how many deliveries are in flight (and buffered in the sequence).
-    /// - Parameter consumerTag: empty for a tag chosen by the broker.
+    /// - Parameters:
+    ///   - consumerTag: empty for a tag chosen by the broker.
+    ///   - maximumBodyBytes: a body larger than this is judged from its content header and never
+    ///     buffered: the delivery arrives with an empty body and ``AMQPDelivery/bodyDiscarded``.
     public func basicConsume(queue: String, consumerTag: String = "", noAck: Bool = false, exclusive: Bool = false,
-                             arguments: FieldTable = [:]) async throws -> AMQPConsumer {
+                             arguments: FieldTable = [:], maximumBodyBytes: Int? = nil) async throws -> AMQPConsumer {
         let buffer = DeliveryBuffer()
-        let spec = ConsumerSpec(queue: queue, tag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments)
+        let spec = ConsumerSpec(queue: queue, tag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments,
+                                maximumBodyBytes: maximumBodyBytes)
         let tag = try await perform("basic.consume on '\(queue)'") { loop, ch throws(AMQPError) in
             try loop.basicConsume(spec, buffer: buffer, on: ch)
         }
@@ -220,6 +230,16 @@ public final class AMQPChannel: Sendable {
         let id = self.id
         if !loop.submit({ loop in loop.acknowledge(kind, deliveryTag: deliveryTag, generation: generation, channel: id) }) {
             throw loop.terminalError
+        }
+    }
+
+    /// AMQP carries names and routing keys as short strings: 255 bytes at most. Checked before
+    /// anything is sent, so a long one fails alone instead of breaking the connection.
+    public static let maximumShortStringBytes = 255
+
+    static func checkShortString(_ s: String, _ what: String) throws(AMQPError) {
+        if s.utf8.count > maximumShortStringBytes {
+            throw AMQPError(.invalidArgument, "the \(what) '\(s.prefix(40))…' is \(s.utf8.count) bytes; AMQP allows \(maximumShortStringBytes)")
         }
     }
 

@@ -4,8 +4,14 @@
 /// or ``reject(requeue:)``. A delivery that was never acknowledged goes back to its queue when
 /// its channel or connection closes, and reaches a consumer again marked ``redelivered``.
 public struct AMQPDelivery: Sendable {
-    /// The message body.
+    /// The message body; empty when ``bodyDiscarded``.
     public let body: [UInt8]
+    /// The body's size as the broker announced it, in bytes.
+    public let bodySize: Int
+    /// The body was larger than the consumer's `maximumBodyBytes` and was dropped as it arrived,
+    /// never held in memory: refuse the delivery (``reject(requeue:)`` with `false` dead-letters it
+    /// at the broker, body intact).
+    public let bodyDiscarded: Bool
     public let properties: BasicProperties
     /// The channel-scoped tag that acknowledgements name.
     public let deliveryTag: UInt64

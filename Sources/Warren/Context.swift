@@ -109,10 +109,11 @@ public final class Context: Sendable {
         }
         let failures = self.retry?.step == stepID ? self.retry!.failures : 0
         let task = Task<R, any Error> {
+            let result: R
+            let json: String
             do {
-                let result = try await step(self, argument)
-                self.record(stepID, kind: kind, state: "resolved", value: try Wire.json(result))
-                return result
+                result = try await step(self, argument)
+                json = try Wire.json(result)
             } catch let e as WarrenError where e.code == .nondeterminism {
                 throw e
             } catch {
@@ -123,6 +124,15 @@ public final class Context: Sendable {
                 self.record(stepID, kind: kind, state: "rejected", value: try Wire.json(["error": reason]))
                 throw WarrenError(.failed, reason)
             }
+            guard json.utf8.count <= Wire.maximumValueBytes else {
+                // Retrying would return as much again: the step fails for good, saying why.
+                let reason = "step \(name) (\(stepID)) returned \(json.utf8.count) bytes; a step's value may hold "
+                    + "\(Wire.maximumValueBytes) (keep large data elsewhere and return a reference)"
+                self.record(stepID, kind: kind, state: "rejected", value: try Wire.json(["error": reason]))
+                throw WarrenError(.failed, reason)
+            }
+            self.record(stepID, kind: kind, state: "resolved", value: json)
+            return result
         }
         state.withLock { $0.running.append(Task { _ = try? await task.value }) }
         return StepHandle(id: stepID, task: task)
@@ -163,8 +173,8 @@ public final class Context: Sendable {
         }
         guard let progress, !due.isEmpty else { return }
         // Sent without waiting; the report that follows on the same channel waits for it.
-        if let sent = try? progress.send(due) {
-            state.withLock { $0.sent.append(sent) }
+        if let sent = try? progress.sendInChunks(due) {
+            state.withLock { $0.sent += sent }
         } else {
             state.withLock { $0.steps.insert(contentsOf: due, at: 0) }  // they go with the report
         }
@@ -430,6 +440,24 @@ struct ProgressReporter: Sendable {
             ("id", Wire.quote(taskID)), ("version", "\(version)"), ("worker", Wire.quote(worker)),
             ("steps", "[" + steps.joined(separator: ",") + "]"),
         ]))
+    }
+
+    /// Sends `steps` in as many messages as keep each within ``Wire/reportBudget``, in order.
+    func sendInChunks(_ steps: [String]) throws -> [PublishConfirmation] {
+        var sent: [PublishConfirmation] = []
+        var chunk: [String] = []
+        var bytes = 0
+        for step in steps {
+            if !chunk.isEmpty, bytes + step.utf8.count + 1 > Wire.reportBudget {
+                sent.append(try send(chunk))
+                chunk.removeAll()
+                bytes = 0
+            }
+            chunk.append(step)
+            bytes += step.utf8.count + 1
+        }
+        if !chunk.isEmpty { sent.append(try send(chunk)) }
+        return sent
     }
 }
 

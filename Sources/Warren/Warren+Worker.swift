@@ -2,25 +2,59 @@ import AMQP
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 extension Warren {
     /// Serves the group's tasks until graceful shutdown: each execute message runs its workflow
     /// from the top, replaying what is recorded, to its next suspension or its end.
+    ///
+    /// The worker outlives its channel: when the broker closes it (a `consumer_timeout`, an
+    /// operator) or cancels the consumer (the queue deleted), it opens a new one and consumes
+    /// again. Runs in flight on the old channel finish; their execute messages come back to some
+    /// worker, which takes the task under a new version, so each completes once.
     public func run() async throws {
-        let queue = "\(messenger.prefix).group.\(group)"
-        let channel = try await messenger.connection.openChannel()
-        // The same arguments as the orchestrator's declaration, so neither one's fails.
-        try await channel.queueDeclare(queue, durable: true, arguments: ["x-dead-letter-exchange": .string(messenger.prefix + ".dlx")])
-        try await channel.queueBind(queue, exchange: messenger.prefix, routingKey: "execute." + group)
-        try await channel.basicQos(prefetchCount: UInt16(min(concurrency, 65535)))
         logger.info("worker serving", metadata: ["group": "\(group)", "worker": "\(workerID)"])
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { tasks in
-                for try await delivery in try await channel.basicConsume(queue: queue) {
-                    tasks.addTask { await self.execute(delivery) }
+                var delay = 100
+                while true {
+                    do {
+                        let channel = try await self.openConsumingChannel()
+                        delay = 100
+                        for try await delivery in try await channel.basicConsume(queue: self.groupQueue) {
+                            tasks.addTask { await self.execute(delivery) }
+                        }
+                        return  // cancelled: graceful shutdown
+                    } catch let e as AMQPError where e.code == .channelClosed || e.code == .consumerCancelled || e.code == .preconditionFailed
+                        || e.code == .notFound
+                    {
+                        self.logger.warning("the worker's channel closed; consuming again on a new one", metadata: ["error": "\(e.message)"])
+                        try await Task.sleep(for: .milliseconds(delay))
+                        delay = min(delay * 2, 5000)
+                    }
                 }
             }
         }
+    }
+
+    var groupQueue: String { "\(messenger.prefix).group.\(group)" }
+
+    /// A channel consuming the group's queue, declared (or, when someone declared it first with
+    /// other arguments, used as it is) and bound.
+    private func openConsumingChannel() async throws -> AMQPChannel {
+        var channel = try await messenger.connection.openChannel()
+        do {
+            // The same arguments as the orchestrator's declaration, so neither one's fails.
+            try await channel.queueDeclare(groupQueue, durable: true, arguments: ["x-dead-letter-exchange": .string(messenger.prefix + ".dlx")])
+        } catch let e as AMQPError where e.code == .preconditionFailed {
+            logger.warning("the group's queue exists with other arguments than Warren's; it is used as it is",
+                           metadata: ["queue": "\(groupQueue)", "broker": "\(e.message)"])
+            channel = try await messenger.connection.openChannel()
+            try await channel.queueDeclare(groupQueue, passive: true)
+        }
+        try await channel.queueBind(groupQueue, exchange: messenger.prefix, routingKey: "execute." + group)
+        try await channel.basicQos(prefetchCount: UInt16(min(concurrency, 65535)))
+        return channel
     }
 
     /// Runs one execute message. Acks it once the outcome is reported: a suspension, a retry or
@@ -30,7 +64,13 @@ extension Warren {
     /// first delivery runs at once and its report is its claim. A redelivered one may have
     /// reached another worker first: it is claimed (the orchestrator raises the version, fencing
     /// the other worker off) and run with what the claim's reply holds.
+    ///
+    /// A run still going after `leaseAfter` takes a lease on its task (`task.progress` with
+    /// `lease`), acks the delivery, and renews the lease until it reports: the broker's
+    /// `consumer_timeout` never sees a long step, and if this worker dies the orchestrator hands
+    /// the task out again when the lease lapses.
     func execute(_ delivery: AMQPDelivery) async {
+        let held = DeliveryHold(delivery)
         do {
             var message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(delivery.body))
             if delivery.redelivered || message.children == nil {
@@ -39,17 +79,20 @@ extension Warren {
                     ("redelivered", delivery.redelivered ? "true" : "false"),
                 ])).body))
             }
+            let task = message.task
+            let leasing = Task { await self.holdLease(taskID: task.id, version: task.version, releasing: held) }
+            defer { leasing.cancel() }
             try await runTask(message)
         } catch let e as WarrenError where e.code == .unavailable {
             // The orchestrator did not answer: give the message back; it comes again, redelivered,
             // and whoever gets it takes a new version.
             logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
-            try? delivery.reject(requeue: true)
+            held.settle { try $0.reject(requeue: true) }
             return
         } catch let e as AMQPError {
             // The report may not have reached the broker: run it again from the top.
             logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
-            try? delivery.reject(requeue: true)
+            held.settle { try $0.reject(requeue: true) }
             return
         } catch let e as WarrenError where e.code == .refused {
             logger.debug("execute message no longer counts", metadata: ["error": "\(e.message)"])
@@ -57,7 +100,34 @@ extension Warren {
             // Not decodable, or the claim reply was not a claim (stale version): nothing to run.
             logger.debug("execute message dropped", metadata: ["error": "\(error)"])
         }
-        do { try delivery.ack() } catch { logger.debug("ack failed; the broker redelivers", metadata: ["error": "\(error)"]) }
+        held.settle { try $0.ack() }
+    }
+
+    /// After `leaseAfter`, takes a lease on the task, lets go of the delivery, and renews the
+    /// lease every third of its length until cancelled (the run reported).
+    private func holdLease(taskID: String, version: Int64, releasing held: DeliveryHold) async {
+        do {
+            try await Task.sleep(for: leaseAfter)
+            let millis = lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
+            let body = Wire.object([("id", Wire.quote(taskID)), ("version", "\(version)"), ("worker", Wire.quote(workerID)),
+                                    ("lease", "\(millis)")])
+            try await messenger.publish("task.progress", body).wait()
+            held.settle { try $0.ack() }
+            logger.info("a long run holds its task with a lease and let go of its execute message",
+                        metadata: ["task": "\(taskID)", "version": "\(version)", "lease ms": "\(millis)"])
+            while true {
+                try await Task.sleep(for: lease / 3)
+                do {
+                    try await messenger.publish("task.progress", body).wait()
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("renewing a lease failed; trying again", metadata: ["task": "\(taskID)", "error": "\(error)"])
+                }
+            }
+        } catch {
+            return  // cancelled: the run reported first
+        }
     }
 
     private func runTask(_ message: Wire.TaskMessage) async throws {
@@ -69,7 +139,13 @@ extension Warren {
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = try invocation.args.first.map { try Wire.json($0) } ?? "null"
             do {
-                outcome = ("task.complete", [("state", "\"resolved\""), ("value", try await function(ctx, argument))])
+                let value = try await function(ctx, argument)
+                if value.utf8.count > Wire.maximumValueBytes {
+                    outcome = ("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error":
+                        "the workflow returned \(value.utf8.count) bytes; a value may hold \(Wire.maximumValueBytes) (keep large data elsewhere and return a reference)"]))])
+                } else {
+                    outcome = ("task.complete", [("state", "\"resolved\""), ("value", value)])
+                }
             } catch {
                 outcome = ("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
             }
@@ -89,12 +165,33 @@ extension Warren {
         default: if !report.children.isEmpty { outcome = ("task.suspend", [("awaiting", try Wire.json(report.children))]) }
         }
         // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
-        let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]
-            + outcome.fields + [("steps", report.steps.isEmpty ? nil : "[" + report.steps.joined(separator: ",") + "]")])
+        // Steps that would make it larger than a command may be go first, in progress messages.
+        let fencing = [("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]
+        var steps = report.steps
+        var progressSent = report.progressSent
+        if steps.reduce(0, { $0 + $1.utf8.count + 1 }) > Wire.reportBudget {
+            let reporter = ProgressReporter(taskID: task.id, version: task.version, worker: workerID, messenger: messenger)
+            progressSent += try reporter.sendInChunks(steps)
+            steps = []
+        }
+        let body = Wire.object(fencing + outcome.fields + [("steps", steps.isEmpty ? nil : "[" + steps.joined(separator: ",") + "]")])
         let confirmation = try messenger.publish(outcome.kind, body)
-        for sent in report.progressSent { try await sent.wait() }
+        for sent in progressSent { try await sent.wait() }
         try await confirmation.wait()
         logger.debug(outcome.kind == "task.suspend" ? "task suspended" : outcome.kind == "task.retry" ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
+    }
+}
+
+/// An execute delivery acknowledged exactly once, by the run's end or by its lease, whichever
+/// comes first (a second acknowledgement of a tag would close the channel).
+final class DeliveryHold: Sendable {
+    private let delivery: Mutex<AMQPDelivery?>
+
+    init(_ delivery: AMQPDelivery) { self.delivery = Mutex(delivery) }
+
+    func settle(_ acknowledge: (AMQPDelivery) throws -> Void) {
+        guard let d = delivery.withLock({ d in defer { d = nil }; return d }) else { return }
+        do { try acknowledge(d) } catch {}  // a closed channel: the broker redelivers, and a new version fences this run
     }
 }

@@ -24,6 +24,9 @@ public final class Warren: Service {
     public let concurrency: Int
     let messenger: Messenger
     let workerID: String
+    /// When a run lets go of its execute message and takes a lease, and how long a lease lasts.
+    let leaseAfter: Duration
+    let lease: Duration
     let logger: Logger
     typealias Function = @Sendable (Context, String) async throws -> String
     let functions = Mutex<[String: Function]>([:])
@@ -32,9 +35,18 @@ public final class Warren: Service {
     /// - Parameters:
     ///   - group: the worker group to serve with ``run()``; clients that only start workflows can leave the default.
     ///   - prefix: the prefix of Warren's exchange and queues (as `warren serve --prefix`).
+    ///   - leaseAfter: a run still going after this long lets go of its execute message (the
+    ///     broker's `consumer_timeout` would otherwise close the channel) and holds the task with a
+    ///     lease it renews instead; keep it well under the broker's `consumer_timeout` (30 minutes
+    ///     by default).
+    ///   - lease: how long a lease lasts without renewal: if the worker dies during a long run,
+    ///     another worker gets the task this long after its last renewal. Renewed every third of it.
     public init(url: String, group: String = "workers", prefix: String = "warren", concurrency: Int = 16,
+                leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60),
                 logger: Logger = Logger(label: "warren.worker")) async throws {
         self.group = group
+        self.leaseAfter = max(leaseAfter, .milliseconds(100))
+        self.lease = max(lease, .milliseconds(300))
         self.concurrency = max(1, concurrency)
         self.logger = logger
         self.workerID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UUID().uuidString.prefix(8))"

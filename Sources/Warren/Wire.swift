@@ -26,6 +26,15 @@ public struct PromiseSnapshot: Codable, Sendable, Equatable {
 
 /// Small helpers for the JSON bodies of the message contract.
 enum Wire {
+    /// The largest value a step or a workflow may return, in bytes of JSON: the orchestrator's
+    /// payload limit (docs/messages.md). A larger one fails its step (or workflow) at the worker,
+    /// with the sizes in the error, instead of being refused after the worker moved on.
+    static let maximumValueBytes = (1 << 20) - 4096
+    /// The most bytes of step outcomes one report carries; more go first in `task.progress`
+    /// messages of this size, so that no message exceeds the orchestrator's command limit
+    /// (1 MiB + 64 KiB).
+    static let reportBudget = 1 << 20
+
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -50,6 +50,9 @@ public final class Orchestrator: Service {
 
     public func run() async throws {
         let config = configuration
+        try config.validate()
+        let lock = try DatabaseLock(databasePath: config.databasePath)
+        defer { withExtendedLifetime(lock) {} }
         let store = try SQLiteStore(path: config.databasePath)
         let consuming = try await AMQPConnection.connect(url: config.amqpURL, name: "warren-orchestrator", logger: logger)
         let publishing: AMQPConnection
@@ -72,13 +75,14 @@ public final class Orchestrator: Service {
     }
 
     private func serve(store: SQLiteStore, consuming: AMQPConnection, publishing: AMQPConnection) async throws {
+        readiness.problem("consumer", "starting")
         let config = configuration
         let channel = try await consuming.openChannel()
         try await Self.declareTopology(on: channel, config: config)
         try await channel.basicQos(prefetchCount: config.prefetch)
         let outboxChannel = try await publishing.openChannel()
         try await outboxChannel.confirmSelect()
-        let relay = OutboxRelay(store: store, channel: outboxChannel, config: config, logger: logger)
+        let relay = OutboxRelay(store: store, connection: publishing, channel: outboxChannel, readiness: readiness, config: config, logger: logger)
         let batcher = WriteBatcher(write: { body in try await relay.write(body) })
         let http = try await startHTTP(store: store, batcher: batcher)
         logger.info("orchestrator started", metadata: [
@@ -98,7 +102,6 @@ public final class Orchestrator: Service {
                         do { try await http.run() } catch { self.logger.error("the HTTP server stopped", metadata: ["error": "\(error)"]) }
                     }
                 }
-                self.readiness.set(true, "consuming \(config.orchestratorQueue)")
                 defer { self.readiness.set(false, "stopping") }
                 do {
                     // Graceful shutdown cancels the consumer: the batch in hand still commits and acks.
@@ -153,42 +156,44 @@ public final class Orchestrator: Service {
 
     static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+    /// Consumes the queue until graceful shutdown. While the store refuses writes it stops
+    /// consuming (the deliveries stay in the queue), reports not ready, and tries a small write
+    /// with back-off until one succeeds; then it consumes again.
     private func consume(channel: AMQPChannel, store: SQLiteStore, relay: OutboxRelay) async throws {
         let config = configuration
-        var deliveries = try await channel.basicConsume(queue: config.orchestratorQueue).makeAsyncIterator()
+        let intake = CommandIntake(config: config, relay: relay, logger: logger)
         while true {
-            let batch = try await deliveries.next(upTo: Int(config.prefetch))
-            guard let last = batch.last else { return }
-            let now = Self.nowMillis()
-            // Decode outside the transaction; the writer holds only what must be atomic.
-            let work: [(Incoming, Result<InboundMessage, ContractError>)] = batch.map { d in
-                let incoming = Incoming(delivery: d)
-                do throws(ContractError) {
-                    return (incoming, .success(try InboundMessage.decode(
-                        routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
-                        defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes)))
-                } catch {
-                    return (incoming, .failure(error))
-                }
-            }
-            let logger = self.logger
-            try await relay.write { tx in
-                for (incoming, message) in work {
-                    switch message {
-                    case .failure(let e):
-                        try tx.enqueue(Outbound.deadLetter(incoming.delivery, reason: e.reason, config: config))
-                    case .success(let m):
-                        try Self.apply(m, from: incoming, tx: tx, now: now, config: config, logger: logger)
-                    }
-                }
-            }
-            // The commit returned: everything in the batch is durable (or dead-lettered through
-            // the outbox). One ack covers the batch.
             do {
-                try last.ack(multiple: true)
-            } catch let e as AMQPError where e.code == .staleDelivery {
-                logger.info("a batch's deliveries came from a lost connection; the broker redelivers them, and they apply idempotently")
+                var deliveries = try await channel.basicConsume(queue: config.orchestratorQueue, maximumBodyBytes: config.maximumBodyBytes)
+                    .makeAsyncIterator()
+                readiness.set(true, "consuming \(config.orchestratorQueue)")
+                while true {
+                    let batch = try await deliveries.next(upTo: Int(config.prefetch))
+                    if batch.isEmpty { return }
+                    try await intake.handle(batch)
+                }
+            } catch let fault as CommandIntake.StorageFault {
+                readiness.problem("storage", "the database refuses writes (\(fault)); commands wait in the queue")
+                logger.error("the database refuses writes; stopped consuming until it takes them again", metadata: ["error": "\(fault)"])
+                try await waitForStorage(store)
+                readiness.problem("storage", nil)
+                logger.notice("the database takes writes again; consuming")
             }
+        }
+    }
+
+    /// Returns once the store takes a write, trying with back-off (100 ms doubling to 5 s).
+    private func waitForStorage(_ store: SQLiteStore) async throws {
+        var delay = 100
+        while true {
+            try await Task.sleep(for: .milliseconds(delay))
+            do {
+                try await store.probeWrite()
+                return
+            } catch {
+                logger.debug("the database still refuses writes", metadata: ["error": "\(error)"])
+            }
+            delay = min(delay * 2, 5000)
         }
     }
 
@@ -264,21 +269,23 @@ public final class Orchestrator: Service {
             case let .completeTask(id, version, worker, settle, steps):
                 let result = try tx.completeTask(id: id, version: version, worker: worker, settle: settle, steps: steps, now: now)
                 if result.settled { try settled(result, tx: tx, now: now, config: config) }
-            case let .recordProgress(id, version, worker, steps):
-                try tx.recordProgress(id: id, version: version, worker: worker, steps: steps, now: now)
+            case let .recordProgress(id, version, worker, steps, lease):
+                try tx.recordProgress(id: id, version: version, worker: worker, steps: steps, lease: lease, now: now)
             case let .retryTask(id, version, worker, delay, failedStep, steps):
                 _ = try tx.retryTask(id: id, version: version, worker: worker, due: now + delay, failedStep: failedStep, steps: steps, now: now)
             }
-        } catch let e as StoreError {
+        } catch let e as StoreError where e.code != .storageUnavailable {
             if let replyTo = incoming.replyTo {
                 try tx.enqueue(Outbound.reply(to: replyTo, correlationID: incoming.correlationID, promise: e.promise,
                                               error: (e.code.description, e.message)))
-            } else if e.code == .alreadyExists || e.code == .alreadySettled || e.code == .staleTask || e.code == .invalidTaskState {
+            } else if e.code == .alreadySettled || e.code == .staleTask || e.code == .invalidTaskState {
                 // The first outcome won, or a worker reported for a version that no longer counts
                 // (a zombie, the loser of a race): not an error of the message.
                 logger.debug("command refused", metadata: ["error": "\(e.message)"])
             } else {
-                let reason = e.code == .notFound ? "unknown promise: \(e.message)" : e.message
+                // A caller's mistake with no one to answer: kept, with its reason, where an
+                // operator looks.
+                let reason = e.code == .notFound ? "unknown promise: \(e.message)" : "\(e.code): \(e.message)"
                 try tx.enqueue(Outbound.deadLetter(incoming.delivery, reason: reason, config: config))
             }
         }
@@ -294,7 +301,7 @@ public final class Orchestrator: Service {
         }
         if let task = result.task, result.created {
             // A new workflow has no children yet: the execute message is all a worker needs.
-            try tx.enqueue(Outbound.execute(task, promise: result.promise, children: [], config: config))
+            try send(Outbound.execute(task, promise: result.promise, children: [], config: config), for: task, tx: tx, now: now, config: config)
         }
         return result
     }
@@ -317,7 +324,25 @@ public final class Orchestrator: Service {
     /// below it, so that the worker replays without asking.
     static func execute(_ task: TaskRecord, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration) throws {
         guard let p = try tx.promise(id: task.id, now: now) else { return }
-        try tx.enqueue(Outbound.execute(task, promise: p, children: try children(of: task.id, tx: tx, now: now), config: config))
+        try send(Outbound.execute(task, promise: p, children: try children(of: task.id, tx: tx, now: now), config: config),
+                 for: task, tx: tx, now: now, config: config)
+    }
+
+    /// Enqueues an execute message, or, when it is larger than a message may be (a workflow whose
+    /// history outgrew `maximumMessageBytes`), rejects the workflow with the reason: it could never
+    /// be run again, and waiting would only hide that.
+    static func send(_ message: OutboxMessage, for task: TaskRecord, tx: any StoreTransaction, now: Int64,
+                     config: OrchestratorConfiguration) throws {
+        guard message.body.count > config.maximumMessageBytes else {
+            try tx.enqueue(message)
+            return
+        }
+        let reason = "the workflow's execute message (its history) is \(message.body.count) bytes; the limit is "
+            + "\(config.maximumMessageBytes) (--max-message-bytes, below the broker's max_message_size): keep large data "
+            + "outside the workflow and pass references"
+        let value = PromiseValue(data: JSONValue.object(["error": .string(reason)]).jsonText)
+        let result = try tx.settlePromise(SettlePromise(id: task.id, completion: .reject, value: value), now: now)
+        if result.settled { try settled(result, tx: tx, now: now, config: config) }
     }
 
     /// The promises below a root, settled or pending, which a worker replays without asking.
@@ -362,7 +387,7 @@ public final class Orchestrator: Service {
                     for f in fired {
                         switch f {
                         case .promiseTimeout(let result): try Self.settled(result, tx: tx, now: now, config: config)
-                        case .taskRetry(let task): try Self.execute(task, tx: tx, now: now, config: config)
+                        case .taskRetry(let task), .leaseExpired(let task): try Self.execute(task, tx: tx, now: now, config: config)
                         }
                     }
                     return (fired.count, try tx.nextTimerDue())

@@ -1,3 +1,5 @@
+import WarrenStore
+
 /// How an orchestrator runs: where its broker and database are, and the names it uses.
 public struct OrchestratorConfiguration: Sendable {
     /// The AMQP URI of the broker.
@@ -10,8 +12,16 @@ public struct OrchestratorConfiguration: Sendable {
     public var prefetch: UInt16 = 512
     /// The timeout of a promise or workflow whose message names none, in milliseconds.
     public var defaultTimeout: Int64 = 86_400_000
-    /// The largest message body accepted.
+    /// The largest command accepted, in bytes; a larger one is refused from its content header,
+    /// without reading its body, and dead-lettered by the broker.
     public var maximumBodyBytes = 1 << 20 + 64 * 1024
+    /// The largest message the orchestrator sends (an execute message carries a workflow's
+    /// history): keep it at or below the broker's `max_message_size` (16 MiB by default in
+    /// RabbitMQ 4). A workflow whose execute message would be larger is rejected with the reason.
+    public var maximumMessageBytes = 16 << 20
+    /// How many times a redelivered command is tried before it is dead-lettered (a command that
+    /// stopped the orchestrator every time it was applied).
+    public var maximumAttempts = 5
     /// How long a settled workflow (its root promise and everything below it) is kept, in
     /// milliseconds; `nil` keeps everything.
     public var retention: Int64? = nil
@@ -25,6 +35,19 @@ public struct OrchestratorConfiguration: Sendable {
         self.amqpURL = amqpURL
         self.databasePath = databasePath
         self.prefix = prefix
+    }
+
+    /// Refuses settings that could not work, with the reason.
+    public func validate() throws {
+        guard !prefix.isEmpty, prefix.utf8.count <= 120,
+              prefix.utf8.allSatisfy({ StoreLimits.isAllowedIDCharacter($0) && $0 != UInt8(ascii: "/") }) else {
+            throw OrchestratorError("the prefix '\(prefix.prefix(40))' must be 1 to 120 bytes of letters, digits and -_.:@+=~")
+        }
+        guard maximumBodyBytes >= 1024, maximumMessageBytes >= maximumBodyBytes else {
+            throw OrchestratorError("the largest command (\(maximumBodyBytes) bytes) must be at least 1024 and at most the "
+                + "largest message (\(maximumMessageBytes) bytes)")
+        }
+        guard maximumAttempts >= 1 else { throw OrchestratorError("the number of attempts must be at least 1") }
     }
 
     // The topology (docs/messages.md).

@@ -18,9 +18,20 @@ import WarrenStore
 /// next write of the orchestrator deletes them with its own changes, so a busy orchestrator
 /// spends one commit per batch, not two; when no write comes within 50 ms the relay deletes them
 /// itself. A failed confirm makes the relay start again from the oldest row left.
+///
+/// **No row can wedge it.** Execute messages are published `mandatory`. A row the broker refuses
+/// (a routing key AMQP cannot carry, a body over the broker's `max_message_size`, an execute
+/// message no queue takes, a repeated `basic.nack`) is found and set aside with the reason
+/// (`warren outbox`, `GET /outbox`, the log), and every other row goes out: after a failed confirm
+/// on a closed channel, the relay opens a new channel and publishes the rows that were in flight
+/// one at a time, each awaiting its confirm, so the one the broker refuses is known. While the
+/// outbox cannot make progress, `/ready` says so.
 final class OutboxRelay: Sendable {
     private let store: SQLiteStore
-    private let channel: AMQPChannel
+    private let connection: AMQPConnection
+    private let currentChannel: Mutex<AMQPChannel>
+    private var channel: AMQPChannel { currentChannel.withLock { $0 } }
+    private let readiness: Readiness
     private let config: OrchestratorConfiguration
     private let logger: Logger
     private let wakeups: AsyncStream<Void>
@@ -42,6 +53,12 @@ final class OutboxRelay: Sendable {
         var committed: [[OutboxMessage]] = []
         /// The table must be read (start, the periodic look, a gap in what was handed over).
         var needsRead = true
+        /// Rows up to this sequence were in flight when a publish failed: they go out one at a
+        /// time, each awaiting its confirm, so that a row the broker refuses is found.
+        var carefulThrough: Int64 = 0
+        /// Since when publishing fails, and the last failure, for `/ready`.
+        var failingSince: ContinuousClock.Instant?
+        var lastFailure = ""
     }
     private let progress = Mutex(Progress())
     private let confirms: AsyncStream<[(Int64, PublishConfirmation)]>
@@ -50,9 +67,18 @@ final class OutboxRelay: Sendable {
     /// At most this many published rows await their confirm; publishing waits beyond it.
     static let maximumInFlight = 20_000
 
-    init(store: SQLiteStore, channel: AMQPChannel, config: OrchestratorConfiguration, logger: Logger) {
+    /// How many times a row is tried on its own before it is set aside, for refusals that may
+    /// pass (a `basic.nack`, an unroutable execute message whose queue is declared again).
+    static let attemptsBeforeSettingAside = 3
+    /// How long publishing may fail before `/ready` reports the outbox stuck.
+    static let stuckAfter: Duration = .seconds(2)
+
+    init(store: SQLiteStore, connection: AMQPConnection, channel: AMQPChannel, readiness: Readiness,
+         config: OrchestratorConfiguration, logger: Logger) {
         self.store = store
-        self.channel = channel
+        self.connection = connection
+        self.currentChannel = Mutex(channel)
+        self.readiness = readiness
         self.config = config
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -79,6 +105,7 @@ final class OutboxRelay: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(250))
                     self.notify()
+                    self.reportHealth()
                 }
             }
             wake.yield()  // the first pass reads what a previous run left
@@ -140,8 +167,7 @@ final class OutboxRelay: Sendable {
                     do {
                         try await publish(batch)
                     } catch {
-                        progress.withLock { $0.failed = true }
-                        logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
+                        failed(error)
                         read = true
                         break
                     }
@@ -174,13 +200,22 @@ final class OutboxRelay: Sendable {
                 while progress.withLock({ $0.inFlight >= Self.maximumInFlight && !$0.failed }) {
                     try await Task.sleep(for: .milliseconds(1))
                 }
-                let after = progress.withLock { $0.publishedThrough }
+                try await reopenIfClosed()
+                let (after, careful) = progress.withLock { ($0.publishedThrough, $0.carefulThrough) }
                 let rows = try await store.read { tx in try tx.outbox(after: after, limit: 1000) }
-                if rows.isEmpty { return }
-                try await publish(rows)
+                if rows.isEmpty {
+                    // Caught up: whatever failed before has gone out or been set aside.
+                    progress.withLock { p in if p.inFlight == 0 { p.failingSince = nil } }
+                    return
+                }
+                let suspects = rows.prefix { $0.sequence <= careful }
+                if suspects.isEmpty {
+                    try await publish(rows)
+                } else {
+                    for row in suspects { try await publishAlone(row) }
+                }
             } catch {
-                progress.withLock { $0.failed = true }
-                logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
+                failed(error)
             }
         }
     }
@@ -202,9 +237,116 @@ final class OutboxRelay: Sendable {
             }
         }
         for row in rows {
-            if row.routingKey.hasPrefix("execute.") { try await declareGroup(String(row.routingKey.dropFirst("execute.".count))) }
-            published.append((row.sequence, try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey,
-                                                                     properties: Outbound.properties(of: row))))
+            do {
+                published.append((row.sequence, try await send(row)))
+            } catch let refused as Refused {
+                // Certain before anything was sent (a key AMQP cannot carry, a body too large):
+                // set aside, and the rows after it go on.
+                try await setAside(row, reason: refused.reason)
+            }
+        }
+    }
+
+    /// A row that cannot be published as it is, and why.
+    struct Refused: Error {
+        var reason: String
+    }
+
+    /// Publishes one row (declaring its group's queue first for an execute message); throws
+    /// ``Refused`` when the row itself is the problem.
+    private func send(_ row: OutboxMessage) async throws -> PublishConfirmation {
+        if row.body.count > config.maximumMessageBytes {
+            throw Refused(reason: "the message is \(row.body.count) bytes; the limit is \(config.maximumMessageBytes) (--max-message-bytes)")
+        }
+        let execute = row.routingKey.hasPrefix("execute.")
+        if execute { try await declareGroup(String(row.routingKey.dropFirst("execute.".count))) }
+        do {
+            return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: execute,
+                                            properties: Outbound.properties(of: row))
+        } catch let e as AMQPError where e.code == .invalidArgument {
+            throw Refused(reason: e.message)
+        }
+    }
+
+    /// Publishes one row and waits for its confirm. A refusal that is the row's (its channel
+    /// closed by the broker, no queue for it, a nack) sets it aside after
+    /// ``attemptsBeforeSettingAside`` tries; a lost connection is no row's fault and is retried.
+    private func publishAlone(_ row: OutboxMessage) async throws {
+        var attempt = 1
+        while true {
+            try await reopenIfClosed()
+            let confirmation: PublishConfirmation
+            do {
+                confirmation = try await send(row)
+            } catch let refused as Refused {
+                return try await setAside(row, reason: refused.reason)
+            }
+            do {
+                try await confirmation.wait()
+                progress.withLock { p in
+                    p.publishedThrough = max(p.publishedThrough, row.sequence)
+                    p.confirmed.append(row.sequence)
+                    p.since = p.since ?? .now
+                    p.failingSince = nil
+                }
+                return
+            } catch let e as AMQPError where e.code == .channelClosed || e.code == .unroutable || e.code == .nacked {
+                if e.code == .unroutable, row.routingKey.hasPrefix("execute.") {
+                    // The queue may have been deleted since it was declared: declare it again.
+                    _ = declaredGroups.withLock { $0.remove(String(row.routingKey.dropFirst("execute.".count))) }
+                }
+                if attempt >= Self.attemptsBeforeSettingAside {
+                    return try await setAside(row, reason: e.message)
+                }
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+    }
+
+    /// Marks a row set aside with `reason`; the relay goes on after it.
+    private func setAside(_ row: OutboxMessage, reason: String) async throws {
+        let now = Orchestrator.nowMillis()
+        try await write { tx in try tx.setOutboxAside(sequence: row.sequence, reason: reason, now: now) }
+        progress.withLock { p in
+            p.publishedThrough = max(p.publishedThrough, row.sequence)
+            p.failingSince = nil  // the way is clear again
+        }
+        logger.error("outbox relay: the broker refused a message; it is set aside (warren outbox lists it)", metadata: [
+            "sequence": "\(row.sequence)", "routingKey": "\(row.routingKey.prefix(80))", "kind": "\(row.kind)", "reason": "\(reason)",
+        ])
+    }
+
+    /// A failed publish: start again from the oldest row left, the rows in flight one at a time.
+    private func failed(_ error: any Error) {
+        let connectionLost = (error as? AMQPError).map { $0.code == .connectionLost || $0.code == .connectionClosed } ?? false
+        progress.withLock { p in
+            p.failed = true
+            p.failingSince = p.failingSince ?? .now
+            p.lastFailure = "\(error)"
+            // A row may be the cause: those in flight go out one at a time. A lost connection is
+            // no row's doing.
+            if !connectionLost { p.carefulThrough = max(p.carefulThrough, p.publishedThrough) }
+        }
+        logger.warning("outbox relay: publishing failed; will retry", metadata: ["error": "\(error)"])
+    }
+
+    /// Opens a new channel in confirm mode when the broker closed this one.
+    private func reopenIfClosed() async throws {
+        guard let reason = channel.closeReason else { return }
+        let fresh = try await connection.openChannel()
+        try await fresh.confirmSelect()
+        currentChannel.withLock { $0 = fresh }
+        logger.info("outbox relay: opened a new channel", metadata: ["closed because": "\(reason.message)"])
+    }
+
+    /// Tells `/ready` whether the outbox makes progress.
+    private func reportHealth() {
+        let (since, failure) = progress.withLock { ($0.failingSince, $0.lastFailure) }
+        if let since, ContinuousClock.now - since >= Self.stuckAfter {
+            readiness.problem("outbox", "cannot publish: \(failure)")
+        } else {
+            readiness.problem("outbox", nil)
         }
     }
 
@@ -226,10 +368,10 @@ final class OutboxRelay: Sendable {
                 p.inFlight -= page.count
                 p.confirmed += confirmed
                 if !p.confirmed.isEmpty { p.since = p.since ?? .now }
-                if failure != nil { p.failed = true }
+                if failure == nil, !confirmed.isEmpty { p.failingSince = nil }
             }
             if let failure {
-                logger.warning("outbox relay: a publish was not confirmed; publishing again", metadata: ["error": "\(failure)"])
+                failed(failure)
                 wake.yield()
             }
         }
@@ -256,10 +398,26 @@ final class OutboxRelay: Sendable {
 
     /// Declares a group's queue before the first execute message for it, so it is never routed
     /// to nowhere (workers declare it too, with the same arguments).
+    ///
+    /// A queue that someone declared first with other arguments (a quorum queue, a length limit)
+    /// is used as it is, with a warning: the broker refuses the declaration (closing the channel),
+    /// so the relay opens a new channel, checks that the queue exists and binds it.
     private func declareGroup(_ group: String) async throws {
         guard !declaredGroups.withLock({ $0.contains(group) }) else { return }
         let queue = config.groupQueue(group)
-        try await channel.queueDeclare(queue, durable: true, arguments: ["x-dead-letter-exchange": .string(config.deadLetterExchange)])
+        do {
+            try await channel.queueDeclare(queue, durable: true, arguments: ["x-dead-letter-exchange": .string(config.deadLetterExchange)])
+        } catch let e as AMQPError where e.code == .preconditionFailed {
+            try await reopenIfClosed()
+            do {
+                try await channel.queueDeclare(queue, passive: true)
+            } catch let missing as AMQPError where missing.code == .notFound || missing.code == .channelClosed {
+                try await reopenIfClosed()
+                throw Refused(reason: "the queue '\(queue)' cannot be declared: \(e.message)")
+            }
+            logger.warning("the queue of a worker group exists with other arguments than Warren's; it is used as it is",
+                           metadata: ["queue": "\(queue)", "broker": "\(e.message)"])
+        }
         try await channel.queueBind(queue, exchange: config.exchange, routingKey: "execute." + group)
         _ = declaredGroups.withLock { $0.insert(group) }
     }

@@ -169,6 +169,22 @@ public enum FiredTimer: Sendable, Equatable {
     case promiseTimeout(SettleResult)
     /// A task's retry back-off ended: hand it out again (its version raised).
     case taskRetry(TaskRecord)
+    /// A long run's lease lapsed (its worker stopped renewing it): hand the task out again.
+    case leaseExpired(TaskRecord)
+}
+
+/// An outbox message the broker refused, set aside with the reason so that the rows after it
+/// go out (`warren outbox`, `GET /outbox`); ``StoreTransaction/retryFailedOutbox(sequences:)``
+/// sends it again.
+public struct FailedOutboxMessage: Sendable, Equatable {
+    public var message: OutboxMessage
+    public var reason: String
+    public var failedOn: Int64
+    public init(message: OutboxMessage, reason: String, failedOn: Int64) {
+        self.message = message
+        self.reason = reason
+        self.failedOn = failedOn
+    }
 }
 
 /// A message to publish, written in the same transaction as the change that causes it.

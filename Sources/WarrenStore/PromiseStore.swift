@@ -36,8 +36,10 @@ public protocol StoreReader {
     /// One page of tasks, in id order, optionally in some states only; `cursor` is the last id
     /// of the previous page.
     func tasks(states: Set<TaskRecord.State>?, limit: Int, cursor: String?) throws -> (tasks: [TaskRecord], cursor: String?)
-    /// Outbox messages in commit order, after `sequence`.
+    /// Outbox messages in commit order, after `sequence`, without those set aside.
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage]
+    /// The outbox messages set aside because the broker refused them, oldest first.
+    func failedOutbox(limit: Int) throws -> [FailedOutboxMessage]
 }
 
 /// What a write transaction can do.
@@ -76,7 +78,7 @@ public protocol StoreTransaction: StoreReader {
     func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord
     /// The worker holding the task (or taking its current version) records `steps` while it goes
     /// on running: a long run's finished steps become durable before its report.
-    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws
+    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws
     /// Subscribes `address` to the outcome of a promise: the promise as it is now, and, while it
     /// is pending, a subscription that the settlement returns in ``SettleResult/subscribers``.
     func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord
@@ -86,6 +88,16 @@ public protocol StoreTransaction: StoreReader {
     func nextTimerDue() throws -> Int64?
     /// Adds a message to the outbox; returns its sequence number.
     @discardableResult func enqueue(_ message: OutboxMessage) throws -> Int64
+    /// Sets an outbox message aside: the broker refused it for `reason`; the relay goes on with
+    /// the messages after it.
+    func setOutboxAside(sequence: Int64, reason: String, now: Int64) throws
+    /// Puts messages set aside back in the outbox (all of them for `nil`); returns how many.
+    func retryFailedOutbox(sequences: [Int64]?) throws -> Int
+    /// Counts one more attempt at applying a redelivered command (by its message id or digest)
+    /// and returns the count.
+    func countAttempt(message: String, now: Int64) throws -> Int
+    /// Forgets the attempts of commands that were applied or dead-lettered.
+    func forgetAttempts(messages: [String]) throws
     /// Deletes outbox messages once their publish is confirmed.
     func deleteOutbox(sequences: [Int64]) throws
     /// Deletes settled workflows (a root promise and every promise below it, with their tasks)
@@ -102,6 +114,11 @@ extension StoreTransaction {
     /// ``completeTask(id:version:worker:settle:steps:now:)`` without steps.
     public func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult {
         try completeTask(id: id, version: version, worker: worker, settle: settle, steps: [], now: now)
+    }
+
+    /// ``recordProgress(id:version:worker:steps:lease:now:)`` without a lease.
+    public func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws {
+        try recordProgress(id: id, version: version, worker: worker, steps: steps, lease: nil, now: now)
     }
 
     /// ``retryTask(id:version:worker:due:failedStep:steps:now:)`` without steps.

@@ -22,8 +22,13 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let invalidTaskState = Code(raw: "invalidTaskState")
         /// The database file was written by a newer Warren, or cannot be opened.
         public static let incompatibleDatabase = Code(raw: "incompatibleDatabase")
-        /// SQLite failed (disk full, I/O error...).
+        /// SQLite refused a statement for what it holds (a pattern too complex, a value too big):
+        /// the command's fault, not the storage's.
         public static let databaseError = Code(raw: "databaseError")
+        /// The storage cannot take writes now (a full disk, an I/O error, a read-only or
+        /// unreadable file, a lock held too long): no command's fault. Retry later; nothing of
+        /// the failed transaction was applied.
+        public static let storageUnavailable = Code(raw: "storageUnavailable")
     }
 
     public var code: Code

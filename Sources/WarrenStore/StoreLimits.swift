@@ -1,7 +1,19 @@
 /// Limits on what the store accepts, checked before anything is written.
+///
+/// They follow from the message contract: every routing key Warren builds from an id or a group
+/// (`settled.<id>`, `execute.<group>`, `<prefix>.group.<group>`) must fit AMQP's 255-byte short
+/// string, and every message it sends must fit the broker's `max_message_size`.
 public struct StoreLimits: Sendable, Equatable {
-    /// The longest promise id, in bytes.
-    public var maximumIDLength = 255
+    /// The longest promise id, in bytes (`settled.` + 240 fits 255).
+    public var maximumIDLength = 240
+    /// The longest worker group name, in bytes (`<prefix>.group.` + 128 fits 255 for a prefix of
+    /// up to 120 bytes).
+    public var maximumGroupLength = 128
+    /// The longest id pattern of a search, in bytes.
+    public var maximumPatternLength = 255
+    /// The most bytes of promises (params and values) one search page holds; a page stops early
+    /// (with a cursor) rather than exceed it.
+    public var maximumPageBytes = 4 << 20
     /// The largest param or value (data plus headers), in bytes.
     public var maximumPayloadBytes = 1 << 20
     /// The most tags on one promise, and the longest tag key or value.
@@ -15,7 +27,7 @@ public struct StoreLimits: Sendable, Equatable {
     public static let `default` = StoreLimits()
 
     /// Ids use letters, digits and `-_.:/@+=~`; a `.` separates a child from its parent.
-    static func isAllowedIDCharacter(_ c: UInt8) -> Bool {
+    public static func isAllowedIDCharacter(_ c: UInt8) -> Bool {
         switch c {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
@@ -35,6 +47,28 @@ public struct StoreLimits: Sendable, Equatable {
         }
         if id.hasPrefix(".") || id.hasSuffix(".") || id.contains("..") {
             throw StoreError(.invalidID, "the \(what) '\(id.prefix(64))' has an empty segment between dots")
+        }
+    }
+
+    func validateGroup(_ group: String) throws(StoreError) {
+        try validateID(group, "task group")
+        if group.utf8.count > maximumGroupLength {
+            throw StoreError(.invalidID, "the task group is \(group.utf8.count) bytes long; the limit is \(maximumGroupLength)")
+        }
+    }
+
+    func validateSearch(_ s: PromiseSearch) throws(StoreError) {
+        if s.id.utf8.count > maximumPatternLength {
+            throw StoreError(.invalidArgument, "the id pattern is \(s.id.utf8.count) bytes long; the limit is \(maximumPatternLength)")
+        }
+        if s.tags.count > maximumTags {
+            throw StoreError(.invalidArgument, "the search names \(s.tags.count) tags; the limit is \(maximumTags)")
+        }
+        for (k, v) in s.tags where k.utf8.count > maximumTagLength || v.utf8.count > maximumTagLength {
+            throw StoreError(.invalidArgument, "the search tag '\(k.prefix(64))' is longer than \(maximumTagLength) bytes")
+        }
+        if let c = s.cursor, c.utf8.count > maximumIDLength {
+            throw StoreError(.invalidArgument, "the cursor is \(c.utf8.count) bytes long; the limit is \(maximumIDLength)")
         }
     }
 

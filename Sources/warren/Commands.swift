@@ -219,6 +219,68 @@ struct TasksCommand: AsyncParsableCommand {
     }
 }
 
+/// `warren outbox`: the outgoing messages the broker refused, and sending them again.
+struct OutboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outbox", abstract: "Outgoing messages the broker refused, set aside with the reason.",
+        discussion: "The orchestrator never lets one refused message hold up the others: it sets it aside. Examples:\n"
+            + "  warren outbox list\n  warren outbox retry --seq 42      (after fixing the cause)",
+        subcommands: [List.self, Retry.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the messages set aside.")
+        @OptionGroup var options: ClientOptions
+        func run() async throws {
+            try await reporting {
+                let page = try await options.client.send("GET", "/outbox") as? [String: Any] ?? [:]
+                if options.json { printJSON(page); return }
+                let messages = page["messages"] as? [[String: Any]] ?? []
+                printTable(["SEQ", "KIND", "ROUTING KEY", "BYTES", "SET ASIDE", "REASON"], messages.map { m in
+                    let key = m["routingKey"] as? String ?? ""
+                    return ["\(m["seq"] ?? "")", m["kind"] as? String ?? "", key.count > 40 ? String(key.prefix(39)) + "…" : key,
+                            "\(m["bytes"] ?? "")", formatTime(m["failedOn"]), m["reason"] as? String ?? ""]
+                })
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send messages set aside again: those named, or all.")
+        @Option(name: .customLong("seq"), help: "A message's sequence number (repeat for more); all without it.") var sequences: [Int64] = []
+        @OptionGroup var options: ClientOptions
+        func run() async throws {
+            try await reporting {
+                let answer = try await options.client.send("POST", "/outbox/retry", query: sequences.map { ("seq", "\($0)") }) as? [String: Any] ?? [:]
+                if options.json { printJSON(answer) } else { print("put back: \(answer["retried"] ?? 0)") }
+            }
+        }
+    }
+}
+
+/// `warren backup`: a consistent copy of a database, taken while the orchestrator runs.
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the database with SQLite's online backup, while warren serve keeps working.",
+        discussion: "Restore by stopping warren serve and starting it on the copy (or moving the copy in place). Example:\n"
+            + "  warren backup --db /var/lib/warren/warren.db --to /backups/warren-$(date +%F).db")
+    @Option(name: .customLong("db"), help: "The SQLite file (WARREN_DB).")
+    var database = ProcessInfo.processInfo.environment["WARREN_DB"] ?? "warren.db"
+    @Option(name: .customLong("to"), help: "The new file to write.") var destination: String
+
+    func run() async throws {
+        try await reporting {
+            guard FileManager.default.fileExists(atPath: database) else { throw CLIError("no database at '\(database)'", code: 3) }
+            do {
+                let store = try SQLiteStore(path: database)
+                try store.backup(to: destination)
+                print("\(database) → \(destination)")
+            } catch let e as StoreError {
+                throw CLIError(e.message, code: 1)
+            }
+        }
+    }
+}
+
 /// `warren migrate`: bring a database file to this version's schema.
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -24,7 +24,7 @@ struct WarrenCommand: AsyncParsableCommand {
             64 bad usage; 65 refused as invalid by the server; 69 the server is unreachable.
             """,
         version: WarrenVersion.current,
-        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, Migrate.self]
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, OutboxCommand.self, Backup.self, Migrate.self]
     )
 }
 
@@ -52,6 +52,14 @@ struct OrchestratorOptions: ParsableArguments {
     @Flag(name: .customLong("no-http"), help: "Serve no HTTP API.")
     var noHTTP = false
 
+    @Option(name: .customLong("max-message-bytes"),
+            help: "The largest message Warren sends; at most the broker's max_message_size (WARREN_MAX_MESSAGE_BYTES).")
+    var maximumMessageBytes = Int(ProcessInfo.processInfo.environment["WARREN_MAX_MESSAGE_BYTES"] ?? "") ?? (16 << 20)
+
+    @Option(name: .customLong("max-attempts"),
+            help: "Deliveries of a command that stopped the orchestrator each time before it is dead-lettered (WARREN_MAX_ATTEMPTS).")
+    var maximumAttempts = Int(ProcessInfo.processInfo.environment["WARREN_MAX_ATTEMPTS"] ?? "") ?? 5
+
     @Option(help: "Delete settled workflows this long after they settled: 90s, 12h, 30d (WARREN_RETENTION); kept forever without it.")
     var retention: String? = ProcessInfo.processInfo.environment["WARREN_RETENTION"]
 
@@ -75,6 +83,8 @@ struct OrchestratorOptions: ParsableArguments {
         config.httpHost = httpHost
         config.httpPort = noHTTP ? nil : httpPort
         config.retention = try retention.map(parseDuration)
+        config.maximumMessageBytes = maximumMessageBytes
+        config.maximumAttempts = maximumAttempts
         let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
         let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "warren"))
         do {

@@ -142,7 +142,7 @@ struct OrchestratorTests {
                 ("promise.frobnicate", #"{"id": "x"}"#, nil, "unknown kind"),
                 ("promise.create", #"{"timeout": "1h"}"#, nil, "'id' is missing"),
                 ("promise.resolve", #"{"id": "nobody-made-me", "value": 1}"#, nil, "unknown promise"),
-                ("promise.create", #"{"id": "big", "param": ""# + String(repeating: "x", count: 1_200_000) + #""}"#, nil, "limit"),
+                // (A body over the size limit is refused from its header: HardeningTests.)
                 ("promise.create", #"{"id": "bad id!", "timeout": "1h"}"#, nil, "character"),
                 ("promise.create", #"{"id": "t", "timeout": "soon"}"#, nil, "duration"),
                 ("promise.create", #"{"id": "typed"}"#, "promise.resolve", "disagrees"),

@@ -28,12 +28,12 @@ final class OrchestratorProcess: @unchecked Sendable {
     var httpURL: String { "http://127.0.0.1:\(httpPort)" }
     private(set) var pid: pid_t = 0
 
-    init(url: String) {
+    init(url: String, database: String? = nil) {
         self.url = url
         prefix = "t\(UInt32.random(in: 0..<UInt32.max))"
         let dir = NSTemporaryDirectory() + "warren-orchestrator-tests"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        database = dir + "/\(prefix).db"
+        self.database = database ?? dir + "/\(prefix).db"
         log = dir + "/\(prefix).log"
     }
 
@@ -67,7 +67,7 @@ final class OrchestratorProcess: @unchecked Sendable {
 
     func remove() {
         if pid > 0 { Glibc.kill(pid, SIGKILL); pid = 0 }
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: database + suffix) }
         try? FileManager.default.removeItem(atPath: log)
     }
 }
@@ -79,8 +79,8 @@ final class WorkerProcess: @unchecked Sendable {
     init(prefix: String, n: Int) {
         log = NSTemporaryDirectory() + "warren-orchestrator-tests/\(prefix)-worker\(n).log"
     }
-    func start(url: String, prefix: String) throws {
-        pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log)
+    func start(url: String, prefix: String, environment: [String: String] = [:]) throws {
+        pid = try spawn(productsDirectory + "/WarrenTestWorker", [url, prefix], log: log, environment: environment)
     }
     var text: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
     /// Waits for a line starting with `prefix` (and holding `containing`) and returns it.
@@ -165,8 +165,9 @@ func settledWorkflow(_ id: String, at base: String) async throws -> HTTPAnswer {
 
 /// A private broker for one test (to stop it, or to give it settings of its own): runs `body`
 /// and destroys the broker, also when `body` throws.
-func withPrivateBroker(consumerTimeoutMillis: Int? = nil, _ body: (PrivateBroker) async throws -> Void) async throws {
-    let broker = try await PrivateBroker.start(consumerTimeoutMillis: consumerTimeoutMillis)
+func withPrivateBroker(consumerTimeoutMillis: Int? = nil, maximumMessageBytes: Int? = nil,
+                       _ body: (PrivateBroker) async throws -> Void) async throws {
+    let broker = try await PrivateBroker.start(consumerTimeoutMillis: consumerTimeoutMillis, maximumMessageBytes: maximumMessageBytes)
     do {
         try await body(broker)
     } catch {

@@ -10,7 +10,7 @@ struct PromiseStoreTests {
         defer { temp.remove() }
         #expect(try temp.store.pragma("journal_mode") == "wal")
         #expect(try temp.store.pragma("synchronous") == "2")  // FULL
-        #expect(try temp.store.appliedMigrations() == ["v1", "v2"])
+        #expect(try temp.store.appliedMigrations() == ["v1", "v2", "v3"])
         // Reopening an up-to-date file changes nothing.
         _ = try temp.store.create("kept")
         let again = try SQLiteStore(path: temp.path)

@@ -111,12 +111,14 @@ public struct PrivateBroker: Sendable {
     public let port: Int
     public let tlsPort: Int?
     let consumerTimeoutMillis: Int?
+    var maximumMessageBytes: Int? = nil
     public var url: String { "amqp://guest:guest@127.0.0.1:\(port)/%2f" }
 
-    public static func start(tls: Bool = false, consumerTimeoutMillis: Int? = nil) async throws -> PrivateBroker {
+    public static func start(tls: Bool = false, consumerTimeoutMillis: Int? = nil, maximumMessageBytes: Int? = nil) async throws -> PrivateBroker {
         let port = freePort()
         let broker = PrivateBroker(dir: NSTemporaryDirectory() + "warren-test-brokers/\(port)", port: port,
-                                   tlsPort: tls ? freePort() : nil, consumerTimeoutMillis: consumerTimeoutMillis)
+                                   tlsPort: tls ? freePort() : nil, consumerTimeoutMillis: consumerTimeoutMillis,
+                                   maximumMessageBytes: maximumMessageBytes)
         try await broker.restart()
         return broker
     }
@@ -134,6 +136,7 @@ public struct PrivateBroker: Sendable {
         var args = ["start", dir, "--port", "\(port)"]
         if let tlsPort { args += ["--tls-port", "\(tlsPort)"] }
         if let consumerTimeoutMillis { args += ["--consumer-timeout", "\(consumerTimeoutMillis)"] }
+        if let maximumMessageBytes { args += ["--max-message-size", "\(maximumMessageBytes)"] }
         try await script(args)
     }
 

@@ -43,7 +43,11 @@ nonisolated func main() async throws {
         handler.logLevel = .debug
         return handler
     }
-    let warren = try await Warren(url: args[1], group: "workers", prefix: args[2])
+    // Tests of long steps shorten when a run takes a lease, and the lease (milliseconds).
+    let env = ProcessInfo.processInfo.environment
+    let leaseAfter = Int(env["WARREN_LEASE_AFTER_MS"] ?? "").map { Duration.milliseconds($0) } ?? .seconds(60)
+    let lease = Int(env["WARREN_LEASE_MS"] ?? "").map { Duration.milliseconds($0) } ?? .seconds(60)
+    let warren = try await Warren(url: args[1], group: "workers", prefix: args[2], leaseAfter: leaseAfter, lease: lease)
     warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
         let approval = try await ctx.promise(tags: ["human": "true"])
         _ = try await ctx.run(sendEmail, approval.id, name: "sendEmail")
@@ -138,6 +142,33 @@ nonisolated func main() async throws {
         var sum = 0
         for h in handles { sum += try await h.value() }
         return peak.value * 100 + sum
+    }
+    // One step that runs for the given milliseconds (longer than the broker's consumer timeout).
+    warren.register("long-step") { (ctx: Context, millis: Int) async throws -> String in
+        let ran = try await ctx.run({ (_: Context, millis: Int) async throws -> String in
+            FileHandle.standardOutput.write(Data("long step started\n".utf8))
+            try await Task.sleep(for: .milliseconds(millis))
+            FileHandle.standardOutput.write(Data("long step finished\n".utf8))
+            return "ran \(millis) ms"
+        }, millis, name: "long")
+        return "long-step: \(ran)"
+    }
+    // A step whose value is over the limit: the step fails at the worker, saying why.
+    warren.register("huge-step") { (ctx: Context, bytes: Int) async throws -> String in
+        do {
+            let big = try await ctx.run({ (_: Context, n: Int) async throws -> String in String(repeating: "x", count: n) }, bytes, name: "huge")
+            return "got \(big.count) bytes"
+        } catch {
+            return "the step failed: \(error)"
+        }
+    }
+    // Many steps whose values together are larger than one message may be.
+    warren.register("many-big-steps") { (ctx: Context, count: Int) async throws -> Int in
+        var total = 0
+        for i in 0..<count {
+            total += try await ctx.run({ (_: Context, i: Int) async throws -> String in String(repeating: "\(i % 10)", count: 400_000) }, i, name: "big").count
+        }
+        return total
     }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()

@@ -16,6 +16,9 @@ struct ConsumerSpec: Sendable {
     var noAck: Bool
     var exclusive: Bool
     var arguments: FieldTable
+    /// Bodies larger than this are not read into memory: the delivery arrives with an empty
+    /// body and ``AMQPDelivery/bodyDiscarded`` set.
+    var maximumBodyBytes: Int?
 }
 
 /// A consumer registered on a channel: its arguments and the buffer its deliveries go to.
@@ -42,6 +45,9 @@ struct IncomingContent {
     var bodySize = 0
     var body: [UInt8] = []
     var headerSeen = false
+    /// The body is over its consumer's limit: its frames are counted, not kept.
+    var discardBody = false
+    var received = 0
 }
 
 /// One channel as the I/O thread sees it. Owned by that thread only.

@@ -32,11 +32,15 @@ extension ConnectionLoop {
             content.headerSeen = true
             content.bodySize = Int(frame.payload.properties.body_size)
             content.properties = BasicProperties(frame.payload.properties.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+            if case .delivery(let tag, _, _, _, _) = content.kind, let limit = ch.consumers[tag]?.spec.maximumBodyBytes,
+               content.bodySize > limit {
+                content.discardBody = true  // refused from its header: the body is never buffered
+            }
             if content.bodySize == 0 {
                 ch.incoming = nil
                 contentComplete(content, on: ch)
             } else {
-                content.body.reserveCapacity(content.bodySize)
+                if !content.discardBody { content.body.reserveCapacity(content.bodySize) }
                 ch.incoming = content
             }
         case AMQP_FRAME_BODY:
@@ -44,10 +48,11 @@ extension ConnectionLoop {
                 return protocolViolation("a content body arrived on channel \(frame.channel) without a header")
             }
             let fragment = frame.payload.body_fragment
-            if fragment.len > 0 {
+            ch.incoming!.received += fragment.len
+            if fragment.len > 0, !ch.incoming!.discardBody {
                 ch.incoming!.body.append(contentsOf: UnsafeRawBufferPointer(start: fragment.bytes, count: fragment.len))
             }
-            if ch.incoming!.body.count >= ch.incoming!.bodySize {
+            if ch.incoming!.received >= ch.incoming!.bodySize {
                 let content = ch.incoming!
                 ch.incoming = nil
                 contentComplete(content, on: ch)
@@ -128,7 +133,8 @@ extension ConnectionLoop {
     private func contentComplete(_ content: IncomingContent, on ch: ChannelState) {
         switch content.kind {
         case let .delivery(consumerTag, deliveryTag, redelivered, exchange, routingKey):
-            let delivery = AMQPDelivery(body: content.body, properties: content.properties, deliveryTag: deliveryTag,
+            let delivery = AMQPDelivery(body: content.body, bodySize: content.bodySize, bodyDiscarded: content.discardBody,
+                                        properties: content.properties, deliveryTag: deliveryTag,
                                         redelivered: redelivered, exchange: exchange, routingKey: routingKey,
                                         consumerTag: consumerTag, channel: ch.handle, generation: generation)
             if let consumer = ch.consumers[consumerTag] {

@@ -30,8 +30,10 @@ enum InboundMessage: Equatable {
     /// `task.complete`: the worker records its steps and settles the task's promise with the
     /// function's outcome.
     case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome])
-    /// `task.progress`: the worker records the steps it finished and goes on running.
-    case recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome])
+    /// `task.progress`: the worker records the steps it finished and goes on running; with a
+    /// `lease` (milliseconds), it has acked its execute message and holds the task until the lease
+    /// lapses unless it renews it.
+    case recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?)
     /// `task.retry`: the worker records its steps and lets the task go until `delay` has passed
     /// (milliseconds), because `failedStep` failed.
     case retryTask(id: String, version: Int64, worker: String, delay: Int64, failedStep: String?, steps: [StepOutcome])
@@ -116,8 +118,14 @@ enum InboundMessage: Equatable {
             return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting,
                                 steps: try steps(fields))
         case "task.progress":
+            var lease: Int64? = nil
+            switch fields["lease"] {
+            case nil, .null?: break
+            case .int(let ms)? where (1...86_400_000).contains(ms): lease = ms
+            default: throw ContractError(reason: "the field 'lease' must be milliseconds from 1 to 86400000")
+            }
             return .recordProgress(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
-                                   steps: try steps(fields))
+                                   steps: try steps(fields), lease: lease)
         case "task.retry":
             guard case .int(let delay)? = fields["delay"], delay >= 0 else {
                 throw ContractError(reason: "the field 'delay' must be milliseconds (a number, 0 or more)")

@@ -26,6 +26,7 @@ struct HTTPProblem: Error {
         case .alreadyExists: .conflict
         case .alreadySettled: .forbidden
         case .payloadTooLarge: .contentTooLarge
+        case .storageUnavailable: .serviceUnavailable
         default: .badRequest
         }
         self.init(status, e.code.description, e.message)
@@ -56,7 +57,7 @@ struct HTTPAPI: Sendable {
     /// from this table, and a test checks it against /openapi.json.
     static let routes: [(method: String, path: String)] = [
         ("POST", "/promises"), ("GET", "/promises"), ("GET", "/promises/{id}"), ("PATCH", "/promises/{id}"),
-        ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("GET", "/tasks"),
+        ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("GET", "/tasks"), ("GET", "/outbox"), ("POST", "/outbox/retry"),
         ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/ui"),
     ]
 
@@ -88,6 +89,8 @@ struct HTTPAPI: Sendable {
         case ("POST", "/workflows"): return try await startWorkflow(request)
         case ("GET", "/workflows/{id}"): return try await workflow(Self.id(context))
         case ("GET", "/tasks"): return try await tasks(request)
+        case ("GET", "/outbox"): return try await setAside()
+        case ("POST", "/outbox/retry"): return try await retrySetAside(request)
         case ("GET", "/health"): return Self.json(.ok, ["status": "ok"])
         case ("GET", "/ready"):
             let (ready, why) = readiness.state
@@ -328,9 +331,53 @@ struct HTTPAPI: Sendable {
     }
 }
 
+extension HTTPAPI {
+    /// `GET /outbox`: what the broker refused, set aside with the reason.
+    func setAside() async throws -> Response {
+        struct Item: Encodable { var seq: Int64; var exchange, routingKey, kind: String; var bytes: Int; var reason: String; var failedOn: Int64 }
+        struct Page: Encodable { var messages: [Item] }
+        let failed = try await store.read { tx in try tx.failedOutbox(limit: 1000) }
+        return Self.json(.ok, Page(messages: failed.map {
+            Item(seq: $0.message.sequence, exchange: $0.message.exchange, routingKey: $0.message.routingKey, kind: $0.message.kind,
+                 bytes: $0.message.body.count, reason: $0.reason, failedOn: $0.failedOn)
+        }))
+    }
+
+    /// `POST /outbox/retry[?seq=N]`: puts messages set aside back in the outbox.
+    func retrySetAside(_ request: Request) async throws -> Response {
+        var sequences: [Int64]? = nil
+        for (key, value) in request.uri.queryParameters {
+            guard key == "seq", let n = Int64(value) else {
+                throw HTTPProblem(.badRequest, "invalidArgument", "the only query parameter is seq, a number")
+            }
+            sequences = (sequences ?? []) + [n]
+        }
+        let chosen = sequences
+        let retried = try await batcher.write { tx in try tx.retryFailedOutbox(sequences: chosen) }
+        return Self.json(.ok, ["retried": retried])
+    }
+}
+
 /// Whether the orchestrator can take work: its database is open and it consumes its queue.
 final class Readiness: Sendable {
-    private let current = Mutex<(Bool, String)>((false, "starting"))
-    var state: (ready: Bool, reason: String) { current.withLock { $0 } }
-    func set(_ ready: Bool, _ reason: String) { current.withLock { $0 = (ready, reason) } }
+    /// What stands in the way, by part (`consumer`, `storage`, `outbox`); ready when empty.
+    private let problems = Mutex<[String: String]>(["consumer": "starting"])
+    private let consuming = Mutex("")
+
+    var state: (ready: Bool, reason: String) {
+        let (problems, consuming) = (self.problems.withLock { $0 }, self.consuming.withLock { $0 })
+        if problems.isEmpty { return (true, consuming) }
+        return (false, problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; "))
+    }
+
+    /// The consumer's part: consuming (`ready`) or not, and why.
+    func set(_ ready: Bool, _ reason: String) {
+        if ready { consuming.withLock { $0 = reason } }
+        problem("consumer", ready ? nil : reason)
+    }
+
+    /// Records (or, with `nil`, clears) what keeps one part from working.
+    func problem(_ part: String, _ reason: String?) {
+        problems.withLock { $0[part] = reason }
+    }
 }

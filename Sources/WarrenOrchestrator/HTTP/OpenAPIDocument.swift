@@ -111,6 +111,26 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/outbox": {
+      "get": {
+        "operationId": "listSetAside",
+        "summary": "Outgoing messages the broker refused, set aside with the reason",
+        "responses": {
+          "200": {"description": "The messages set aside", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OutboxPage"}}}}
+        }
+      }
+    },
+    "/outbox/retry": {
+      "post": {
+        "operationId": "retrySetAside",
+        "summary": "Sends messages set aside again (all, or those named by seq), after the cause is fixed",
+        "parameters": [{"name": "seq", "in": "query", "schema": {"type": "integer", "format": "int64"}}],
+        "responses": {
+          "200": {"description": "How many were put back", "content": {"application/json": {"schema": {"type": "object", "properties": {"retried": {"type": "integer"}}}}}},
+          "400": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/health": {
       "get": {"operationId": "health", "summary": "The process is up", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}}}
     },
@@ -217,6 +237,19 @@ enum OpenAPIDocument {
         "type": "object",
         "required": ["tasks"],
         "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}, "cursor": {"type": "string"}}
+      },
+      "OutboxPage": {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {"messages": {"type": "array", "items": {
+          "type": "object",
+          "required": ["seq", "exchange", "routingKey", "kind", "bytes", "reason", "failedOn"],
+          "properties": {
+            "seq": {"type": "integer", "format": "int64"}, "exchange": {"type": "string"}, "routingKey": {"type": "string"},
+            "kind": {"type": "string"}, "bytes": {"type": "integer"}, "reason": {"type": "string"},
+            "failedOn": {"type": "integer", "format": "int64"}
+          }
+        }}}
       },
       "Workflow": {
         "type": "object",

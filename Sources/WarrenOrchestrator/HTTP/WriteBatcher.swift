@@ -4,7 +4,9 @@ import WarrenStore
 /// Applies the writes of concurrent HTTP requests together: whatever is waiting when the writer
 /// is free goes into one transaction (one commit, one fsync), and each request gets its own
 /// result after the commit. A refused command leaves no trace and does not affect the others
-/// (the store's check-before-write contract); a database failure fails them all.
+/// (the store's check-before-write contract). When the shared transaction fails for anything but
+/// the storage, each request is applied again in a transaction of its own, so that one bad
+/// request fails alone; a storage fault fails them all (503), and nothing of it was applied.
 final class WriteBatcher: Sendable {
     private struct Job: Sendable {
         /// Applies the job; returns what to do after the commit (resume its caller).
@@ -52,13 +54,20 @@ final class WriteBatcher: Sendable {
             while true {
                 let jobs = queue.withLock { q in defer { q.jobs.removeAll() }; return q.jobs }
                 if jobs.isEmpty { break }
-                do {
-                    let resumptions = try await storeWrite { tx in try jobs.map { try $0.apply(tx) } }
-                    resumptions.forEach { $0() }
-                } catch {
-                    jobs.forEach { $0.fail(error) }
-                }
+                await apply(jobs)
             }
+        }
+    }
+
+    private func apply(_ jobs: [Job]) async {
+        do {
+            let resumptions = try await storeWrite { tx in try jobs.map { try $0.apply(tx) } }
+            resumptions.forEach { $0() }
+        } catch let e as StoreError where e.code == .storageUnavailable {
+            jobs.forEach { $0.fail(e) }
+        } catch {
+            if jobs.count == 1 { return jobs[0].fail(error) }
+            for job in jobs { await apply([job]) }
         }
     }
 

@@ -80,7 +80,20 @@ public final class SQLiteStore: PromiseStore {
 
     /// A synchronous write, for tools and tests that are not async.
     public func writeSync<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteTransaction(db: db, limits: limits)) }
+        do {
+            return try pool.write { db in try body(SQLiteTransaction(db: db, limits: limits)) }
+        } catch let e as DatabaseError {
+            throw Self.storeError(e)
+        }
+    }
+
+    /// A synchronous read, for tools and tests that are not async.
+    public func readSync<T>(_ body: (any StoreReader) throws -> T) throws -> T {
+        do {
+            return try pool.read { db in try body(SQLiteTransaction(db: db, limits: limits)) }
+        } catch let e as DatabaseError {
+            throw Self.storeError(e)
+        }
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
@@ -89,7 +102,46 @@ public final class SQLiteStore: PromiseStore {
         } catch let e as StoreError {
             throw e
         } catch let e as DatabaseError {
-            throw StoreError(.databaseError, "SQLite failed: \(e.message ?? "\(e.resultCode)") (\(e.resultCode))")
+            throw Self.storeError(e)
+        }
+    }
+
+    /// A storage fault (the disk, the file, a lock) or a statement refused for its content.
+    static func storeError(_ e: DatabaseError) -> StoreError {
+        let what = "SQLite failed: \(e.message ?? "\(e.resultCode)") (\(e.resultCode))"
+        switch e.resultCode.primaryResultCode {
+        case .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_BUSY, .SQLITE_LOCKED,
+             .SQLITE_NOMEM, .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_PROTOCOL, .SQLITE_PERM, .SQLITE_AUTH:
+            return StoreError(.storageUnavailable, what)
+        default:
+            return StoreError(.databaseError, what)
+        }
+    }
+
+    /// Writes a consistent copy of the database to `destination` with SQLite's online backup,
+    /// while the orchestrator keeps working. The copy is a complete database: open it with
+    /// `warren serve --db` to restore.
+    public func backup(to destination: String) throws {
+        if FileManager.default.fileExists(atPath: destination) {
+            throw StoreError(.invalidArgument, "'\(destination)' exists; back up to a new file")
+        }
+        do {
+            let target = try DatabaseQueue(path: destination)
+            try pool.backup(to: target)
+            try target.close()
+        } catch let e as DatabaseError {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw Self.storeError(e)
+        }
+    }
+
+    /// Whether the storage takes a write now: a tiny transaction that touches the file.
+    public func probeWrite() async throws {
+        try await mapErrors {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO suspects (message, attempts, first_seen) VALUES ('warren:probe', 0, 0)")
+                try db.execute(sql: "DELETE FROM suspects WHERE message = 'warren:probe'")
+            }
         }
     }
 

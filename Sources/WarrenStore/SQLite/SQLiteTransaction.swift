@@ -27,6 +27,7 @@ struct SQLiteTransaction: StoreTransaction {
         guard (1...PromiseSearch.maximumLimit).contains(s.limit) else {
             throw StoreError(.invalidArgument, "the search limit \(s.limit) must be from 1 to \(PromiseSearch.maximumLimit)")
         }
+        try limits.validateSearch(s)
         guard !s.id.isEmpty, s.id.utf8.allSatisfy({ $0 == UInt8(ascii: "*") || StoreLimits.isAllowedIDCharacter($0) }) else {
             throw StoreError(.invalidID, "the id pattern '\(s.id.prefix(64))' may hold id characters and '*' only")
         }
@@ -52,11 +53,21 @@ struct SQLiteTransaction: StoreTransaction {
         }
         sql += " ORDER BY id LIMIT ?"
         args += [s.limit + 1]
-        var rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: args).map { PromiseRules.effective(Self.promise(from: $0), now: now) }
+        // A page stops at `limit` rows or `maximumPageBytes`, whichever comes first (at least one
+        // row, which the payload limit bounds), so that a reply always fits a message.
+        var rows: [PromiseRecord] = []
+        var bytes = 0
         var cursor: String? = nil
-        if rows.count > s.limit {
-            rows.removeLast()
-            cursor = rows.last?.id
+        let fetched = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: args)
+        while let row = try fetched.next() {
+            let p = PromiseRules.effective(Self.promise(from: row), now: now)
+            let size = p.param.byteCount + p.value.byteCount + p.id.utf8.count + 256
+            if rows.count == s.limit || (!rows.isEmpty && bytes + size > limits.maximumPageBytes) {
+                cursor = rows.last?.id
+                break
+            }
+            rows.append(p)
+            bytes += size
         }
         return PromisePage(promises: rows, cursor: cursor)
     }
@@ -89,7 +100,7 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage] {
-        let st = try db.cachedStatement(sql: "SELECT seq, exchange, routing_key, kind, headers, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?")
+        let st = try db.cachedStatement(sql: "SELECT seq, exchange, routing_key, kind, headers, body FROM outbox WHERE seq > ? AND failure IS NULL ORDER BY seq LIMIT ?")
         return try Row.fetchAll(st, arguments: [sequence, limit]).map { row in
             OutboxMessage(sequence: row[0], exchange: row[1], routingKey: row[2], kind: row[3],
                           headers: Self.decodeMap(row[4]), body: [UInt8]((row[5] as Data?) ?? Data()))
@@ -103,7 +114,7 @@ struct SQLiteTransaction: StoreTransaction {
         try limits.validateKey(r.idempotencyKey, "idempotency key")
         try limits.validatePayload(r.param, "param")
         try limits.validateTags(r.tags)
-        if let g = r.taskGroup { try limits.validateID(g, "task group") }
+        if let g = r.taskGroup { try limits.validateGroup(g) }
         let existing = try storedPromise(id: r.id).map { PromiseRules.effective($0, now: now) }
         switch PromiseRules.create(r, existing: existing, now: now) {
         case .deduplicated(let p):
@@ -180,7 +191,7 @@ struct SQLiteTransaction: StoreTransaction {
         }
         if let own = try task(id: p.id), own.state != .completed {
             try clearAwaits(taskID: own.id)
-            try db.cachedStatement(sql: "UPDATE tasks SET state = 3, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?")
+            try db.cachedStatement(sql: "UPDATE tasks SET state = 3, worker = NULL, awaiting = NULL, lease_until = NULL, updated_on = ? WHERE id = ?")
                 .execute(arguments: [now, own.id])
         }
         let waiting = try String.fetchAll(db.cachedStatement(sql: "SELECT task_id FROM awaits WHERE promise_id = ?"), arguments: [p.id])
@@ -207,7 +218,7 @@ struct SQLiteTransaction: StoreTransaction {
         next.version = t.version + 1
         next.worker = nil
         next.updatedOn = now
-        try db.cachedStatement(sql: "UPDATE tasks SET state = 0, version = ?, worker = NULL, awaiting = NULL, updated_on = ? WHERE id = ?")
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 0, version = ?, worker = NULL, awaiting = NULL, lease_until = NULL, updated_on = ? WHERE id = ?")
             .execute(arguments: [next.version, now, t.id])
         return next
     }
@@ -316,7 +327,7 @@ struct SQLiteTransaction: StoreTransaction {
         if settledAlready { return .resumed(try handOut(t, now: now)) }
         let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO awaits (promise_id, task_id) VALUES (?, ?)")
         for promiseID in unique { try insert.execute(arguments: [promiseID, id]) }
-        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = ?, updated_on = ? WHERE id = ?")
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = ?, lease_until = NULL, updated_on = ? WHERE id = ?")
             .execute(arguments: [Self.encodeList(unique), now, id])
         var next = t
         next.state = .suspended
@@ -342,12 +353,23 @@ struct SQLiteTransaction: StoreTransaction {
         return try self.settle(settle, stored: stored, now: now)
     }
 
-    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws {
+    func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws {
         let t = try heldTask(id, version: version, worker: worker)
         try validate(steps, of: id)
+        if let lease, lease <= 0 { throw StoreError(.invalidArgument, "a lease lasts a positive number of milliseconds, not \(lease)") }
         if t.state == .pending {
             // The first report for this version: its claim.
             try db.cachedStatement(sql: "UPDATE tasks SET state = 1, worker = ?, updated_on = ? WHERE id = ?").execute(arguments: [worker, now, id])
+        }
+        if let lease {
+            // The worker acked its execute message and runs on under a lease it renews; if it
+            // lapses (the worker died), the kind-2 timer hands the task out again.
+            let until = now + lease
+            if let old = try Int64.fetchOne(db.cachedStatement(sql: "SELECT lease_until FROM tasks WHERE id = ?"), arguments: [id]) {
+                try db.cachedStatement(sql: "DELETE FROM timers WHERE due = ? AND id = ? AND kind = 2").execute(arguments: [old, id])
+            }
+            try db.cachedStatement(sql: "UPDATE tasks SET lease_until = ? WHERE id = ?").execute(arguments: [until, id])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 2)").execute(arguments: [until, id])
         }
         try record(steps, now: now)
     }
@@ -363,7 +385,7 @@ struct SQLiteTransaction: StoreTransaction {
         t.state = .suspended
         t.worker = nil
         t.updatedOn = now
-        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = NULL, updated_on = ?, retry_step = ?, retry_failures = ? WHERE id = ?")
+        try db.cachedStatement(sql: "UPDATE tasks SET state = 2, worker = NULL, awaiting = NULL, lease_until = NULL, updated_on = ?, retry_step = ?, retry_failures = ? WHERE id = ?")
             .execute(arguments: [now, t.retry?.step, t.retry?.failures ?? 0, id])
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 1)").execute(arguments: [due, id])
         return t
@@ -384,8 +406,14 @@ struct SQLiteTransaction: StoreTransaction {
                 let settled = PromiseRules.effective(stored, now: max(now, stored.timeout))
                 let (resumed, subscribers) = try recordSettlement(settled, wasPending: stored, now: now)
                 fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed, subscribers: subscribers)))
-            } else if let t = try task(id: id), t.state == .suspended {
-                fired.append(.taskRetry(try handOut(t, now: now)))
+            } else if kind == 1 {
+                if let t = try task(id: id), t.state == .suspended { fired.append(.taskRetry(try handOut(t, now: now))) }
+            } else if let t = try task(id: id), t.state == .acquired,
+                      let until = try Int64.fetchOne(db.cachedStatement(sql: "SELECT lease_until FROM tasks WHERE id = ?"), arguments: [id]),
+                      until <= now {
+                // A lease lapsed: its worker stopped renewing it. Another worker takes the task
+                // under a new version; whatever the old one reports later is ignored.
+                fired.append(.leaseExpired(try handOut(t, now: now)))
             }
         }
         return fired
@@ -407,6 +435,45 @@ struct SQLiteTransaction: StoreTransaction {
             collector.messages.append(written)
         }
         return sequence
+    }
+
+    func setOutboxAside(sequence: Int64, reason: String, now: Int64) throws {
+        try db.cachedStatement(sql: "UPDATE outbox SET failure = ?, failed_on = ? WHERE seq = ?").execute(arguments: [reason, now, sequence])
+    }
+
+    func failedOutbox(limit: Int) throws -> [FailedOutboxMessage] {
+        try Row.fetchAll(db, sql: """
+            SELECT seq, exchange, routing_key, kind, headers, body, failure, failed_on FROM outbox
+            WHERE failure IS NOT NULL ORDER BY seq LIMIT ?
+            """, arguments: [limit]).map { row in
+            FailedOutboxMessage(message: OutboxMessage(sequence: row[0], exchange: row[1], routingKey: row[2], kind: row[3],
+                                                       headers: Self.decodeMap(row[4]), body: [UInt8]((row[5] as Data?) ?? Data())),
+                                reason: row[6], failedOn: row[7])
+        }
+    }
+
+    func retryFailedOutbox(sequences: [Int64]?) throws -> Int {
+        // Written again under new sequence numbers, after everything else, so that the relay,
+        // which reads forward, sees them.
+        let chosen = try failedOutbox(limit: Int.max >> 1).filter { sequences?.contains($0.message.sequence) ?? true }
+        for f in chosen {
+            try enqueue(f.message)
+            try db.cachedStatement(sql: "DELETE FROM outbox WHERE seq = ?").execute(arguments: [f.message.sequence])
+        }
+        return chosen.count
+    }
+
+    func countAttempt(message: String, now: Int64) throws -> Int {
+        try db.cachedStatement(sql: """
+            INSERT INTO suspects (message, attempts, first_seen) VALUES (?, 1, ?)
+            ON CONFLICT(message) DO UPDATE SET attempts = attempts + 1
+            """).execute(arguments: [message, now])
+        return try Int.fetchOne(db.cachedStatement(sql: "SELECT attempts FROM suspects WHERE message = ?"), arguments: [message]) ?? 1
+    }
+
+    func forgetAttempts(messages: [String]) throws {
+        let st = try db.cachedStatement(sql: "DELETE FROM suspects WHERE message = ?")
+        for m in messages { try st.execute(arguments: [m]) }
     }
 
     func deleteOutbox(sequences: [Int64]) throws {

@@ -74,6 +74,24 @@ enum Schema {
                 ALTER TABLE tasks ADD COLUMN retry_failures INTEGER NOT NULL DEFAULT 0;
                 """)
         }
+        m.registerMigration("v3") { db in
+            // Hardening. An outbox row the broker refused is set aside with the reason (`failure`)
+            // instead of blocking the rows after it. A task whose worker acked its execute message
+            // for a long run holds a lease until `lease_until` (a kind-2 timer hands it out again
+            // when it lapses). A redelivered command is counted in `suspects` before it is applied,
+            // so one that keeps stopping the orchestrator is dead-lettered after a bounded number
+            // of attempts.
+            try db.execute(sql: """
+                ALTER TABLE outbox ADD COLUMN failure TEXT;
+                ALTER TABLE outbox ADD COLUMN failed_on INTEGER;
+                ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
+                CREATE TABLE suspects (
+                    message TEXT PRIMARY KEY NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    first_seen INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The chaos suite: a seeded schedule of workflows of mixed kinds (steps, retries, parallel
+# children, human waits with deadlines, durable sleeps) on a private RabbitMQ, while the driver
+# SIGKILLs workers and the orchestrator, stops and starts the broker, sends duplicate resolves
+# and resolves that race their timeouts, and injects bad inputs. It then checks that every
+# workflow has the result a fault-free run of the same seed gives, that recorded steps are the
+# ones the workflows used, that nothing valid is dead-lettered and no task is stuck, and prints
+# the figures. A failure prints the seed that replays it.
+#   Scripts/chaos.sh [--seed N] [--workflows N] [--workers N] [--fault-every SECONDS] [--release]
+# Defaults: a small run (300 workflows, about two minutes); the full size is --workflows 2000.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. Scripts/common.sh
+
+seed=$(( $(date +%s) % 100000 )); workflows=300; workers=2; fault_every=3; config=debug
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seed) seed=$2; shift 2 ;;
+    --workflows) workflows=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --fault-every) fault_every=$2; shift 2 ;;
+    --release) config=release; shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--seed N] [--workflows N] [--workers N] [--fault-every SECONDS] [--release]" >&2; exit 64 ;;
+  esac
+done
+
+Scripts/install-deps.sh
+swift build -c "$config" --product warren
+swift build -c "$config" --product WarrenChaos
+bin=$(swift build -c "$config" --show-bin-path)
+
+bench_environment chaos 5900
+mkdir -p "$work/run"
+echo "chaos: broker on port $port, work in $work"
+status=0
+"$bin/WarrenChaos" drive --seed "$seed" --workflows "$workflows" --workers "$workers" --fault-every "$fault_every" \
+  --bin "$bin" --broker-dir "$work/broker" --port "$port" --scripts "$PWD/Scripts" --work "$work/run" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "chaos: the last lines of the orchestrator's log:"; tail -n 30 "$work/run/orchestrator.log" || true
+fi
+exit "$status"

@@ -1,0 +1,192 @@
+import AMQP
+import Logging
+import WarrenStore
+
+/// How the orchestrator takes commands off its queue so that **every input fails alone**.
+///
+/// Deliveries are applied a batch per transaction (one commit, one `multiple` ack). When that
+/// transaction fails for anything but the storage (a database error, an encoding error, a bug), the
+/// batch is applied again one command per transaction: the good ones commit, and the one that
+/// fails goes to `<prefix>.dead` with its reason in `x-warren-error` (and an `error` reply when it
+/// named `reply_to`). A body over the limit is refused from its content header, never buffered.
+///
+/// A *redelivered* command (the orchestrator stopped before acking it, perhaps because of it) is
+/// applied alone, after counting the attempt in the store: one that has already been tried
+/// ``OrchestratorConfiguration/maximumAttempts`` times is dead-lettered instead of tried again, so
+/// no message can stop the orchestrator in a loop.
+///
+/// A storage fault (a full disk, an I/O error, a read-only file) is no command's fault: the
+/// deliveries not yet applied go back to the queue, and the caller stops consuming until the store
+/// takes writes again (``StorageFault``).
+struct CommandIntake {
+    let config: OrchestratorConfiguration
+    let relay: OutboxRelay
+    let logger: Logger
+
+    /// The storage refused a write; nothing of the failed transaction was applied.
+    struct StorageFault: Error, CustomStringConvertible {
+        let error: StoreError
+        var description: String { error.message }
+    }
+
+    /// One delivery, decoded (or why it could not be), and its attempt key when redelivered.
+    struct Work: Sendable {
+        let incoming: Orchestrator.Incoming
+        let message: Result<InboundMessage, ContractError>
+        let attemptKey: String?
+    }
+
+    /// Applies a batch of deliveries and acknowledges each; throws ``StorageFault`` after giving
+    /// back (requeueing) what it did not apply.
+    func handle(_ batch: [AMQPDelivery]) async throws {
+        let now = Orchestrator.nowMillis()
+        var segment: [Work] = []
+        do {
+            for d in batch {
+                if d.bodyDiscarded {
+                    try await refuseOversized(d)
+                } else if d.redelivered {
+                    try await applyTogether(segment, now: now)
+                    segment.removeAll()
+                    try await applyRedelivered(d, now: now)
+                } else {
+                    segment.append(decode(d, now: now, attemptKey: nil))
+                }
+            }
+            try await applyTogether(segment, now: now)
+        } catch let fault as StorageFault {
+            // What was applied is acked; the rest goes back, to come again once the store is well.
+            do { try batch.last?.nack(multiple: true, requeue: true) } catch {}
+            throw fault
+        }
+    }
+
+    private func decode(_ d: AMQPDelivery, now: Int64, attemptKey: String?) -> Work {
+        let message: Result<InboundMessage, ContractError>
+        do throws(ContractError) {
+            message = .success(try InboundMessage.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
+                                                         defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes))
+        } catch {
+            message = .failure(error)
+        }
+        return Work(incoming: Orchestrator.Incoming(delivery: d), message: message, attemptKey: attemptKey)
+    }
+
+    /// Applies `work` in one transaction and acks it; when that fails for a command's sake,
+    /// applies each alone and dead-letters the ones that fail.
+    private func applyTogether(_ work: [Work], now: Int64) async throws {
+        guard let last = work.last else { return }
+        let (config, logger) = (config, logger)
+        do {
+            try await write { tx in
+                for w in work { try Self.apply(w, tx: tx, now: now, config: config, logger: logger) }
+                let keys = work.compactMap(\.attemptKey)
+                if !keys.isEmpty { try tx.forgetAttempts(messages: keys) }
+            }
+        } catch let fault as StorageFault {
+            throw fault
+        } catch {
+            guard work.count > 1 else {
+                try await deadLetter(last, reason: "applying it failed: \(error)")
+                return
+            }
+            logger.warning("a batch failed; applying its commands one by one", metadata: ["commands": "\(work.count)", "error": "\(error)"])
+            for w in work { try await applyTogether([w], now: now) }
+            return
+        }
+        acknowledge(last.incoming.delivery, multiple: true)
+    }
+
+    /// A redelivered command: counted, then applied alone, or dead-lettered once it has been
+    /// tried too often.
+    private func applyRedelivered(_ d: AMQPDelivery, now: Int64) async throws {
+        let key = Self.attemptKey(d)
+        let attempts = try await write { tx in try tx.countAttempt(message: key, now: now) }
+        let work = decode(d, now: now, attemptKey: key)
+        if attempts > config.maximumAttempts {
+            try await deadLetter(work, reason: "it was delivered \(attempts) times and the orchestrator stopped before "
+                + "finishing it each time; it is set aside so that it cannot stop the orchestrator again")
+        } else {
+            try await applyTogether([work], now: now)
+        }
+    }
+
+    /// Sends a command to `<prefix>.dead` with `reason` (and an `error` reply to its caller) and acks it.
+    private func deadLetter(_ w: Work, reason: String) async throws {
+        let config = self.config
+        logger.warning("command dead-lettered", metadata: ["routingKey": "\(w.incoming.delivery.routingKey)", "reason": "\(reason)"])
+        do {
+            try await write { tx in
+                try tx.enqueue(Outbound.deadLetter(w.incoming.delivery, reason: reason, config: config))
+                if let replyTo = w.incoming.replyTo {
+                    try tx.enqueue(Outbound.reply(to: replyTo, correlationID: w.incoming.correlationID, promise: nil,
+                                                  error: ("invalidCommand", reason)))
+                }
+                if let key = w.attemptKey { try tx.forgetAttempts(messages: [key]) }
+            }
+        } catch let fault as StorageFault {
+            throw fault
+        } catch {
+            // Even the dead letter could not be written: the broker dead-letters it, body intact.
+            logger.error("writing a dead letter failed; the broker dead-letters the command", metadata: ["error": "\(error)"])
+            do { try w.incoming.delivery.reject(requeue: false) } catch {}
+            return
+        }
+        acknowledge(w.incoming.delivery, multiple: false)
+    }
+
+    /// A body over the limit, judged from its content header: the broker dead-letters it (the
+    /// orchestrator's queue has a dead-letter exchange); its caller gets an `error` reply.
+    private func refuseOversized(_ d: AMQPDelivery) async throws {
+        let reason = "the message is \(d.bodySize) bytes; the limit is \(config.maximumBodyBytes)"
+        logger.warning("command refused from its header", metadata: ["routingKey": "\(d.routingKey)", "reason": "\(reason)"])
+        if let replyTo = d.properties.replyTo, !replyTo.isEmpty {
+            let reply = Outbound.reply(to: replyTo, correlationID: d.properties.correlationID, promise: nil, error: ("payloadTooLarge", reason))
+            _ = try await write { tx in try tx.enqueue(reply) }
+        }
+        do { try d.reject(requeue: false) } catch {}
+    }
+
+    private func acknowledge(_ d: AMQPDelivery, multiple: Bool) {
+        do {
+            try d.ack(multiple: multiple)
+        } catch let e as AMQPError where e.code == .staleDelivery {
+            logger.info("deliveries came from a lost connection; the broker redelivers them, and they apply idempotently")
+        } catch {
+            logger.info("an ack failed; the broker redelivers", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs a write through the relay; storage faults become ``StorageFault``.
+    private func write<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T {
+        do {
+            return try await relay.write(body)
+        } catch let e as StoreError where e.code == .storageUnavailable {
+            throw StorageFault(error: e)
+        }
+    }
+
+    /// What identifies a command across deliveries: its `message_id`, else a digest of its
+    /// routing key and body.
+    static func attemptKey(_ d: AMQPDelivery) -> String {
+        if let id = d.properties.messageID, !id.isEmpty, id.utf8.count <= 200 { return "id:" + id }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a, 64 bits
+        for byte in d.routingKey.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        for byte in d.body { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "fnv:\(d.body.count):" + String(hash, radix: 16)
+    }
+
+    /// Applies one decoded command (or dead-letters an undecodable one, answering its caller).
+    static func apply(_ w: Work, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration, logger: Logger) throws {
+        switch w.message {
+        case .failure(let e):
+            try tx.enqueue(Outbound.deadLetter(w.incoming.delivery, reason: e.reason, config: config))
+            if let replyTo = w.incoming.replyTo {
+                try tx.enqueue(Outbound.reply(to: replyTo, correlationID: w.incoming.correlationID, promise: nil,
+                                              error: ("invalidCommand", e.reason)))
+            }
+        case .success(let m):
+            try Orchestrator.apply(m, from: w.incoming, tx: tx, now: now, config: config, logger: logger)
+        }
+    }
+}

@@ -1,0 +1,513 @@
+// The chaos suite (Scripts/chaos.sh runs it): a seeded schedule of workflows of mixed kinds, run
+// by real `warren serve` and worker processes on a private RabbitMQ, while the driver SIGKILLs
+// workers and the orchestrator, stops and starts the broker, sends duplicate resolves and
+// resolves that race their timeouts, and injects bad inputs. At the end it checks that every
+// workflow has exactly the result a fault-free run of the same seed gives, that every recorded
+// step is the one the workflow used, that nothing valid sits in the dead-letter queue and no
+// task is stuck, and prints the figures. A failure prints the seed that replays it.
+//
+//   WarrenChaos drive --seed S --workflows N --bin DIR --broker-dir DIR --scripts DIR --work DIR
+//   WarrenChaos worker URL PREFIX RUNS_LOG COUNTERS_DIR     (started by the driver)
+import AMQP
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Warren
+import WarrenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: The seeded schedule
+
+/// SplitMix64: the same seed gives the same schedule on every machine.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A stable digest for values the workflows compute (the same in every process).
+func digest(_ s: String) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return String(h % 1_000_000, radix: 36)
+}
+
+/// One workflow of the schedule and what a fault-free run returns.
+struct Spec: Codable, Sendable {
+    enum Kind: String, Codable, CaseIterable { case steps, retry, parallel, human, sleep }
+    var id: String
+    var kind: Kind
+    var n: Int            // steps, failures before success, children, or sleep milliseconds
+    var humanValue: String?
+    /// For `human`: how long after the promise exists the driver resolves it, and the deadline.
+    var resolveAfterMillis: Int?
+    var deadlineMillis: Int?
+    var duplicateResolve = false
+
+    var function: String { "chaos-" + kind.rawValue }
+
+    /// The result of a fault-free run; `nil` where a resolve races its deadline (either outcome
+    /// is right, and the check is that the result agrees with the promise's recorded state).
+    var expected: String? {
+        switch kind {
+        case .steps: return (0..<n).map { "s" + digest("\(id)/\($0)") }.joined(separator: ",")
+        case .retry: return "r" + digest(id) + " after failures"
+        case .parallel: return "sum \((0..<n).reduce(0) { $0 + ($1 + 1) * 2 })"
+        case .human:
+            guard let r = resolveAfterMillis, let d = deadlineMillis else { return nil }
+            if r + 1500 < d { return "approved:" + (humanValue ?? "") }
+            if r > d + 3000 { return "timed out" }
+            return nil
+        case .sleep: return "slept " + digest(id)
+        }
+    }
+}
+
+func makeSchedule(seed: UInt64, count: Int) -> [Spec] {
+    var rng = SeededRandom(state: seed)
+    return (0..<count).map { i in
+        let kind = Spec.Kind.allCases[Int(rng.next() % UInt64(Spec.Kind.allCases.count))]
+        var spec = Spec(id: "chaos-\(seed)-\(i)", kind: kind, n: 0)
+        switch kind {
+        case .steps: spec.n = 1 + Int(rng.next() % 5)
+        case .retry: spec.n = 1 + Int(rng.next() % 2)
+        case .parallel: spec.n = 2 + Int(rng.next() % 3)
+        case .sleep: spec.n = 200 + Int(rng.next() % 2000)
+        case .human:
+            spec.humanValue = "ok-" + digest("\(seed)/\(i)")
+            switch rng.next() % 3 {
+            case 0: (spec.resolveAfterMillis, spec.deadlineMillis) = (Int(rng.next() % 1500), 60_000)  // well before
+            case 1: (spec.resolveAfterMillis, spec.deadlineMillis) = (5_000, 1_000)                  // well after: times out
+            default: (spec.resolveAfterMillis, spec.deadlineMillis) = (1_000, 1_000)                 // a race
+            }
+            spec.duplicateResolve = rng.next() % 2 == 0
+        }
+        return spec
+    }
+}
+
+// MARK: The worker role
+
+func runWorker(url: String, prefix: String, runsLog: String, counters: String) async throws {
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardOutput(label: label)
+        h.logLevel = .info
+        return h
+    }
+    let log = open(runsLog, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    @Sendable func ran(_ key: String) { _ = "\(key)\n".withCString { write(log, $0, strlen($0)) } }
+    let warren = try await Warren(url: url, group: "chaos", prefix: prefix, concurrency: 64,
+                                  leaseAfter: .seconds(5), lease: .seconds(6))
+    warren.register("chaos-steps") { (ctx: Context, spec: Spec) async throws -> String in
+        var values: [String] = []
+        for i in 0..<spec.n {
+            values.append(try await ctx.run({ (_: Context, key: String) async throws -> String in
+                ran(key)
+                return "s" + digest(key)
+            }, "\(spec.id)/\(i)", name: "step"))
+        }
+        return values.joined(separator: ",")
+    }
+    warren.register("chaos-retry") { (ctx: Context, spec: Spec) async throws -> String in
+        let value = try await ctx.run({ (_: Context, spec: Spec) async throws -> String in
+            ran(spec.id + "/flaky")
+            let path = counters + "/" + spec.id
+            let attempt = (Int((try? String(contentsOfFile: path, encoding: .utf8)) ?? "0") ?? 0) + 1
+            try "\(attempt)".write(toFile: path, atomically: true, encoding: .utf8)
+            struct Flaky: Error {}
+            if attempt <= spec.n { throw Flaky() }
+            return "r" + digest(spec.id)
+        }, spec, name: "flaky", retry: RetryPolicy(maximumAttempts: 10, initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)))
+        return value + " after failures"
+    }
+    warren.register("chaos-parallel") { (ctx: Context, spec: Spec) async throws -> String in
+        var children: [DurablePromise] = []
+        for i in 0..<spec.n { children.append(try await ctx.beginRpc("chaos-child", i + 1, target: "chaos")) }
+        var sum = 0
+        for c in children { sum += try await c.value(as: Int.self) }
+        return "sum \(sum)"
+    }
+    warren.register("chaos-child") { (ctx: Context, x: Int) async throws -> Int in
+        try await ctx.run({ (ctx: Context, x: Int) async throws -> Int in
+            ran(ctx.id + "/double")
+            return x * 2
+        }, x, name: "double")
+    }
+    warren.register("chaos-human") { (ctx: Context, spec: Spec) async throws -> String in
+        let approval = try await ctx.promise(timeout: .seconds(3600), tags: ["human": "true"])
+        if let decision = try await ctx.wait(for: approval, atMost: .milliseconds(spec.deadlineMillis ?? 60_000), as: String.self) {
+            return "approved:" + decision
+        }
+        return "timed out"
+    }
+    warren.register("chaos-sleep") { (ctx: Context, spec: Spec) async throws -> String in
+        let value = try await ctx.run({ (_: Context, id: String) async throws -> String in
+            ran(id + "/before")
+            return digest(id)
+        }, spec.id, name: "before")
+        try await ctx.sleep(for: .milliseconds(spec.n))
+        return "slept " + value
+    }
+    let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "chaos-worker"))
+    try await group.run()
+}
+
+// MARK: The driver role
+
+struct Options {
+    var seed: UInt64 = 1
+    var workflows = 200
+    var bin = ""
+    var brokerDir = ""
+    var scripts = ""
+    var work = ""
+    var port = 0
+    var workers = 2
+    /// Seconds between faults, on average.
+    var faultEvery = 3.0
+}
+
+final class Figures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [String: Int] = [:]
+    func add(_ what: String, _ n: Int = 1) { lock.lock(); counts[what, default: 0] += n; lock.unlock() }
+    var all: [String: Int] { lock.lock(); defer { lock.unlock() }; return counts }
+}
+
+struct HTTP {
+    let base: String
+    func call(_ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]) async throws -> (Int, [String: Any]) {
+        var r = URLRequest(url: URL(string: base + path)!, timeoutInterval: 10)
+        r.httpMethod = method
+        for (k, v) in headers { r.setValue(v, forHTTPHeaderField: k) }
+        if let body { r.httpBody = Data(body.utf8); r.setValue("application/json", forHTTPHeaderField: "content-type") }
+        let (data, response) = try await URLSession.shared.data(for: r)
+        return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+    }
+    /// Retries through restarts (connection refused, 503) until `limit`.
+    func retrying(_ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:],
+                  limit: Duration = .seconds(120)) async throws -> (Int, [String: Any]) {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            if let answer = try? await call(method, path, body: body, headers: headers), answer.0 != 503 { return answer }
+            if ContinuousClock.now > deadline { throw TestFailure("\(method) \(path): no answer within \(limit)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}
+
+/// The processes under test, restarted by the faults.
+final class Stack: @unchecked Sendable {
+    let o: Options
+    let url: String
+    let prefix: String
+    let httpPort: Int
+    var orchestrator: pid_t = 0
+    var workers: [pid_t] = []
+    let lock = NSLock()
+
+    init(_ o: Options) {
+        self.o = o
+        url = "amqp://guest:guest@127.0.0.1:\(o.port)/%2f"
+        prefix = "chaos"
+        httpPort = freePort()
+    }
+
+    var runsLog: String { o.work + "/runs.log" }
+
+    func startOrchestrator() throws {
+        orchestrator = try spawn(o.bin + "/warren", ["serve", "--amqp-url", url, "--db", o.work + "/warren.db", "--prefix", prefix,
+                                                     "--http-port", "\(httpPort)"], log: o.work + "/orchestrator.log")
+    }
+
+    func startWorker(_ i: Int) throws {
+        let pid = try spawn(o.bin + "/WarrenChaos", ["worker", url, prefix, runsLog, o.work + "/counters"], log: o.work + "/worker\(i).log")
+        lock.lock(); workers[i] = pid; lock.unlock()
+    }
+
+    func broker(_ command: String) async throws {
+        var args = [o.scripts + "/broker.sh", command, o.brokerDir]
+        if command == "start" { args += ["--port", "\(o.port)"] }
+        let r = try await run("/bin/bash", args)
+        if r.status != 0 { throw TestFailure("broker.sh \(command): \(r.output)") }
+    }
+
+    func killAll() async {
+        for pid in workers + [orchestrator] where pid > 0 { kill(pid, SIGKILL); _ = await waitForExit(pid) }
+    }
+}
+
+func drive(_ o: Options) async throws -> Bool {
+    let started = ContinuousClock.now
+    let specs = makeSchedule(seed: o.seed, count: o.workflows)
+    let figures = Figures()
+    try FileManager.default.createDirectory(atPath: o.work + "/counters", withIntermediateDirectories: true)
+    let stack = Stack(o)
+    stack.workers = Array(repeating: 0, count: o.workers)
+    try stack.startOrchestrator()
+    for i in 0..<o.workers { try stack.startWorker(i) }
+    let http = HTTP(base: "http://127.0.0.1:\(stack.httpPort)")
+    _ = try await http.retrying("GET", "/health", limit: .seconds(60))
+    var client = try await Warren(url: stack.url, group: "chaos-driver", prefix: stack.prefix)
+    defer { let c = client; Task { await c.close() } }
+    print("chaos: seed \(o.seed), \(specs.count) workflows (\(Dictionary(grouping: specs, by: \.kind).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", "))), \(o.workers) workers")
+
+    // The faults, on their own seeded schedule, until every workflow is started and resolved.
+    let finished = Mutex(false)
+    let faults = Task {
+        var rng = SeededRandom(state: o.seed ^ 0xFA17)
+        while !finished.withLock({ $0 }) {
+            let pause = o.faultEvery * (0.5 + Double(rng.next() % 1000) / 1000)
+            try? await Task.sleep(for: .milliseconds(Int(pause * 1000)))
+            if finished.withLock({ $0 }) { break }
+            do {
+                switch rng.next() % 10 {
+                case 0...3:
+                    let i = Int(rng.next() % UInt64(o.workers))
+                    let pid = stack.lock.withLock { stack.workers[i] }
+                    kill(pid, SIGKILL); _ = await waitForExit(pid)
+                    figures.add("worker SIGKILLed")
+                    try await Task.sleep(for: .milliseconds(Int(rng.next() % 1500)))
+                    try stack.startWorker(i)
+                case 4...5:
+                    kill(stack.orchestrator, SIGKILL); _ = await waitForExit(stack.orchestrator)
+                    figures.add("orchestrator SIGKILLed")
+                    try await Task.sleep(for: .milliseconds(Int(rng.next() % 1000)))
+                    try stack.startOrchestrator()
+                case 6:
+                    try await stack.broker("stop")
+                    figures.add("broker stopped and started")
+                    try await Task.sleep(for: .milliseconds(Int(rng.next() % 2000)))
+                    try await stack.broker("start")
+                default:
+                    try await injectBadInputs(stack, figures: figures, rng: &rng)
+                }
+            } catch {
+                print("chaos: a fault failed to apply: \(error)")
+            }
+        }
+    }
+
+    // Start every workflow (over AMQP, retrying through the faults), and settle the human ones.
+    func startAll() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for spec in specs {
+                if inFlight >= 32 { try await group.next(); inFlight -= 1 }
+                inFlight += 1
+                let c = client
+                group.addTask {
+                    let deadline = ContinuousClock.now + .seconds(300)
+                    while true {
+                        do {
+                            _ = try await c.beginRpc(spec.id, spec.function, spec.kind == .parallel ? spec : spec, target: "chaos", timeout: .seconds(3600))
+                            break
+                        } catch {
+                            if ContinuousClock.now > deadline { throw TestFailure("\(spec.id) could not be started: \(error)") }
+                            figures.add("client retries")
+                            try await Task.sleep(for: .milliseconds(300))
+                        }
+                    }
+                    if spec.kind == .human { try await settleHuman(spec, http: http, figures: figures) }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+    do {
+        try await startAll()
+    } catch {
+        finished.withLock { $0 = true }
+        await faults.value
+        throw error
+    }
+    finished.withLock { $0 = true }
+    await faults.value
+
+    // Everything settles once the faults stop.
+    var results: [String: (state: String, value: String?)] = [:]
+    let deadline = ContinuousClock.now + .seconds(300)
+    for spec in specs {
+        while true {
+            let (status, w) = try await http.retrying("GET", "/workflows/" + spec.id)
+            if status == 200, let state = w["state"] as? String, state != "PENDING" {
+                results[spec.id] = (state, (w["result"] as? String) ?? (w["error"].map { "\($0)" }))
+                break
+            }
+            if ContinuousClock.now > deadline { results[spec.id] = ("PENDING", nil); break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+    _ = client
+
+    // The checks.
+    var failures: [String] = []
+    for spec in specs {
+        let r = results[spec.id]!
+        guard r.state == "RESOLVED", let value = r.value else {
+            failures.append("\(spec.id) (\(spec.kind)): \(r.state) \(r.value ?? "")"); continue
+        }
+        if let expected = spec.expected {
+            if value != expected { failures.append("\(spec.id) (\(spec.kind)): got '\(value)', a fault-free run gives '\(expected)'") }
+        } else {
+            // A race: the result must agree with what was recorded for the approval.
+            let (_, p) = try await http.retrying("GET", "/promises/\(spec.id).1")
+            let state = p["state"] as? String ?? "?"
+            let agrees = (value.hasPrefix("approved:") && state == "RESOLVED") || value == "timed out"
+            if !agrees { failures.append("\(spec.id) (race): result '\(value)' but the approval is \(state)") }
+            figures.add(value == "timed out" ? "races won by the deadline" : "races won by the resolve")
+        }
+        // Every recorded step is the value the workflow used.
+        if spec.kind == .steps {
+            for i in 0..<spec.n {
+                let (_, p) = try await http.retrying("GET", "/promises/\(spec.id).\(i + 1)")
+                let data = (p["value"] as? [String: Any])?["data"] as? String
+                let text = data.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
+                if text != "\"s\(digest("\(spec.id)/\(i)"))\"" { failures.append("\(spec.id): step \(i + 1) recorded \(text ?? "nothing")") }
+            }
+        }
+    }
+    // No task stuck.
+    for state in ["pending", "acquired", "suspended"] {
+        let (_, page) = try await http.retrying("GET", "/tasks?state=\(state)&limit=1000")
+        let tasks = page["tasks"] as? [[String: Any]] ?? []
+        if !tasks.isEmpty { failures.append("\(tasks.count) task(s) still \(state): \(tasks.prefix(3).compactMap { $0["id"] as? String })") }
+    }
+    // Nothing set aside, nothing valid dead.
+    let (_, outbox) = try await http.retrying("GET", "/outbox")
+    if let set = outbox["messages"] as? [Any], !set.isEmpty { failures.append("\(set.count) outgoing message(s) set aside: \(set.prefix(2))") }
+    let dead = try await drainDead(stack)
+    let valid = dead.filter { !$0.hasPrefix("chaos-bad-") }
+    figures.add("bad inputs dead-lettered", dead.count - valid.count)
+    if !valid.isEmpty { failures.append("\(valid.count) valid message(s) in \(stack.prefix).dead: \(valid.prefix(3))") }
+    // Steps that ran more than once (a worker killed after running one, before its outcome was recorded).
+    let runs = ((try? String(contentsOfFile: stack.runsLog, encoding: .utf8)) ?? "").split(separator: "\n")
+    figures.add("step executions", runs.count)
+    figures.add("steps run again after a fault", runs.count - Set(runs).count)
+
+    await stack.killAll()
+    let elapsed = ContinuousClock.now - started
+    print("chaos: figures (seed \(o.seed))")
+    print(String(format: "  %-40@ %8d", "workflows" as NSString, specs.count))
+    for (k, v) in figures.all.sorted(by: { $0.key < $1.key }) { print(String(format: "  %-40@ %8d", k as NSString, v)) }
+    print(String(format: "  %-40@ %8.1f", "seconds" as NSString, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+    if failures.isEmpty {
+        print("chaos: PASSED — every workflow has the result a fault-free run gives; nothing lost, stuck or wrongly dead")
+        return true
+    }
+    print("chaos: FAILED (\(failures.count) problems); replay with --seed \(o.seed) --workflows \(o.workflows)")
+    for f in failures.prefix(30) { print("  - \(f)") }
+    return false
+}
+
+/// Resolves a human workflow's approval when the schedule says, over HTTP with an idempotency
+/// key (retried through restarts); a duplicate resolve with another value must be refused.
+func settleHuman(_ spec: Spec, http: HTTP, figures: Figures) async throws {
+    let approval = spec.id + ".1"
+    // Wait until the workflow created it (a run must reach ctx.promise first).
+    let deadline = ContinuousClock.now + .seconds(300)
+    while true {
+        if let (status, _) = try? await http.call("GET", "/promises/" + approval), status == 200 { break }
+        if ContinuousClock.now > deadline { throw TestFailure("\(approval) was never created") }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    try await Task.sleep(for: .milliseconds(spec.resolveAfterMillis ?? 0))
+    let value = Data("\"\(spec.humanValue ?? "")\"".utf8).base64EncodedString()
+    let (status, _) = try await http.retrying("PATCH", "/promises/" + approval, body: #"{"state": "RESOLVED", "value": {"data": "\#(value)"}}"#,
+                                              headers: ["idempotency-key": "driver-" + approval])
+    figures.add(status == 200 ? "resolves accepted" : "resolves refused (the deadline won)")
+    if spec.duplicateResolve {
+        let other = Data("\"duplicate\"".utf8).base64EncodedString()
+        let (again, _) = try await http.retrying("PATCH", "/promises/" + approval, body: #"{"state": "RESOLVED", "value": {"data": "\#(other)"}}"#)
+        figures.add("duplicate resolves sent")
+        if again == 200 { throw TestFailure("a duplicate resolve of \(approval) with another value was accepted") }
+    }
+}
+
+/// Bad inputs of every kind the hardening issue lists, each marked with a `chaos-bad-` message id.
+func injectBadInputs(_ stack: Stack, figures: Figures, rng: inout SeededRandom) async throws {
+    let connection = try await AMQPConnection.connect(url: stack.url, name: "chaos-bad-inputs")
+    defer { Task { await connection.close() } }
+    let channel = try await connection.openChannel()
+    try await channel.confirmSelect()
+    let n = rng.next()
+    var tags: [String] = []
+    for i in 0..<1000 { tags.append("\"k\(i)\": \"v\"") }
+    let bad: [(String, [UInt8])] = [
+        ("promise.create", Array("{not json".utf8)),
+        ("promise.frobnicate", Array(#"{"id": "x"}"#.utf8)),
+        ("promise.create", Array(#"{"id": "\#(String(repeating: "a", count: 250))", "timeout": "1h"}"#.utf8)),
+        ("promise.search", Array(#"{"id": "*", "tags": {\#(tags.joined(separator: ","))}}"#.utf8)),
+        ("promise.resolve", Array(#"{"id": "chaos-nobody-\#(n)", "value": 1}"#.utf8)),
+        ("promise.create", [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)),
+    ]
+    for (i, (kind, body)) in bad.enumerated() {
+        try await channel.basicPublish(body, exchange: stack.prefix, routingKey: kind,
+                                       properties: BasicProperties(deliveryMode: .persistent, messageID: "chaos-bad-\(n)-\(i)")).wait()
+    }
+    figures.add("bad inputs injected", bad.count)
+}
+
+/// Takes every message out of the dead-letter queue; returns their message ids (or routing keys).
+func drainDead(_ stack: Stack) async throws -> [String] {
+    let connection = try await AMQPConnection.connect(url: stack.url, name: "chaos-dead")
+    defer { Task { await connection.close() } }
+    let channel = try await connection.openChannel()
+    let count = Int(try await channel.queueDeclare(stack.prefix + ".dead", passive: true).messageCount)
+    guard count > 0 else { return [] }
+    var it = try await channel.basicConsume(queue: stack.prefix + ".dead", noAck: true).makeAsyncIterator()
+    var ids: [String] = []
+    while ids.count < count, let d = try await it.next() {
+        let header = d.properties.headers?["amqp.message_id"]?.stringValue
+        ids.append(d.properties.messageID ?? header ?? "routing key \(d.routingKey): \(d.properties.headers?["x-warren-error"]?.stringValue ?? "")")
+    }
+    return ids
+}
+
+// MARK: Entry
+
+let arguments = CommandLine.arguments
+if arguments.count == 6, arguments[1] == "worker" {
+    try await runWorker(url: arguments[2], prefix: arguments[3], runsLog: arguments[4], counters: arguments[5])
+    exit(0)
+}
+guard arguments.count >= 2, arguments[1] == "drive" else {
+    FileHandle.standardError.write(Data("usage: WarrenChaos drive --seed S --workflows N --bin DIR --broker-dir DIR --port P --scripts DIR --work DIR\n".utf8))
+    exit(64)
+}
+var options = Options()
+var i = 2
+while i + 1 < arguments.count {
+    let (key, value) = (arguments[i], arguments[i + 1])
+    switch key {
+    case "--seed": options.seed = UInt64(value) ?? 1
+    case "--workflows": options.workflows = Int(value) ?? 200
+    case "--bin": options.bin = value
+    case "--broker-dir": options.brokerDir = value
+    case "--port": options.port = Int(value) ?? 5672
+    case "--scripts": options.scripts = value
+    case "--work": options.work = value
+    case "--workers": options.workers = Int(value) ?? 2
+    case "--fault-every": options.faultEvery = Double(value) ?? 3
+    default: FileHandle.standardError.write(Data("unknown option \(key)\n".utf8)); exit(64)
+    }
+    i += 2
+}
+do {
+    exit(try await drive(options) ? 0 : 1)
+} catch {
+    print("chaos: FAILED: \(error); replay with --seed \(options.seed) --workflows \(options.workflows)")
+    exit(1)
+}
