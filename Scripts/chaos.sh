@@ -6,22 +6,24 @@
 # workflow has the result a fault-free run of the same seed gives, that recorded steps are the
 # ones the workflows used, that nothing valid is dead-lettered and no task is stuck, and prints
 # the figures. A failure prints the seed that replays it.
-#   Scripts/chaos.sh [--seed N] [--workflows N] [--workers N] [--fault-every SECONDS] [--release]
-# Defaults: a small run (300 workflows, about two minutes); the full size is --workflows 2000.
+#   Scripts/chaos.sh [--seed N] [--workflows N] [--rate PER_SECOND] [--workers N] [--fault-every SECONDS] [--release]
+# Defaults: a small run (300 workflows started at 5 a second, a fault every 2 s on average: about
+# two minutes); the full size: --workflows 2000 --rate 10.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
 
-seed=$(( $(date +%s) % 100000 )); workflows=300; workers=2; fault_every=3; config=debug
+seed=$(( $(date +%s) % 100000 )); workflows=300; rate=5; workers=2; fault_every=2; config=debug
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) seed=$2; shift 2 ;;
     --workflows) workflows=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --fault-every) fault_every=$2; shift 2 ;;
     --release) config=release; shift ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--seed N] [--workflows N] [--workers N] [--fault-every SECONDS] [--release]" >&2; exit 64 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--seed N] [--workflows N] [--rate PER_SECOND] [--workers N] [--fault-every SECONDS] [--release]" >&2; exit 64 ;;
   esac
 done
 
@@ -34,7 +36,7 @@ bench_environment chaos 5900
 mkdir -p "$work/run"
 echo "chaos: broker on port $port, work in $work"
 status=0
-"$bin/WarrenChaos" drive --seed "$seed" --workflows "$workflows" --workers "$workers" --fault-every "$fault_every" \
+"$bin/WarrenChaos" drive --seed "$seed" --workflows "$workflows" --workers "$workers" --fault-every "$fault_every" --rate "$rate" \
   --bin "$bin" --broker-dir "$work/broker" --port "$port" --scripts "$PWD/Scripts" --work "$work/run" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "chaos: the last lines of the orchestrator's log:"; tail -n 30 "$work/run/orchestrator.log" || true

@@ -32,3 +32,10 @@ export TMPDIR="$run_dir"
 
 swift build --build-tests
 swift test --skip-build "$@"
+
+# The chaos suite, at a small size (about two minutes), when the whole suite runs; the full size
+# is `Scripts/chaos.sh --workflows 2000 --rate 10` (docs/reliability.md). A fixed seed here, so a
+# failure in CI replays; `Scripts/chaos.sh` alone takes a new seed each run.
+if [ $# -eq 0 ]; then
+  Scripts/chaos.sh --seed 20261129 --workflows 300
+fi

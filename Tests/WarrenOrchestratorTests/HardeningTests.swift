@@ -379,6 +379,27 @@ struct HardeningTests {
         }
     }
 
+    @Test func aWorkflowWhoseHistoryOutgrewAMessageIsRejectedWithTheReason() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        defer { orchestrator.remove(); worker.remove() }
+        try await orchestrator.start(["--max-message-bytes", "1200000"])
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        defer { Task { await client.close() } }
+        // Two steps of 500 KB fit (about 1 MB of history); three do not.
+        let fits = try await within(.seconds(30), "two big steps") { try await client.rpc("fits", "big-then-sleep", 2, target: "workers", as: String.self) }
+        #expect(fits == "woke with 2 big steps")
+        do {
+            let r = try await within(.seconds(30), "three big steps") { try await client.rpc("too-big", "big-then-sleep", 3, target: "workers", as: String.self) }
+            Issue.record("completed: \(r)")
+        } catch {
+            #expect("\(error)".contains("execute message") && "\(error)".contains("limit is 1200000"), "\(error)")
+        }
+        let outbox = try await http("GET", orchestrator.httpURL + "/outbox")
+        #expect((outbox.json["messages"] as? [Any])?.isEmpty == true)
+    }
+
     // MARK: Storage faults
 
     @Test(.enabled(if: getuid() == 0, "mounting a size-limited tmpfs needs root (CI runs as root)"))

@@ -170,6 +170,14 @@ nonisolated func main() async throws {
         }
         return total
     }
+    // Steps whose history, once the workflow sleeps, makes its next execute message large.
+    warren.register("big-then-sleep") { (ctx: Context, count: Int) async throws -> String in
+        for i in 0..<count {
+            _ = try await ctx.run({ (_: Context, i: Int) async throws -> String in String(repeating: "\(i % 10)", count: 500_000) }, i, name: "big")
+        }
+        try await ctx.sleep(for: .milliseconds(10))
+        return "woke with \(count) big steps"
+    }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()
 }
