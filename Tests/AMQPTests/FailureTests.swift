@@ -25,6 +25,24 @@ struct FailureTests {
         #expect(error?.message.contains("no-such-vhost") == true)
     }
 
+    @Test func aNameOrRoutingKeyLongerThanAMQPAllowsFailsAloneAndTheConnectionGoesOn() async throws {
+        let connection = try await AMQPConnection.connect(url: try await SharedBroker.url())
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let queue = try await channel.queueDeclare("", exclusive: true).queue
+        let longKey = String(repeating: "k", count: 256)
+        let publish = await expectAMQPError(.invalidArgument) { _ = try channel.basicPublish("x", exchange: "", routingKey: longKey) }
+        #expect(publish?.message.contains("256 bytes") == true)
+        _ = await expectAMQPError(.invalidArgument) { try await channel.queueDeclare(String(repeating: "q", count: 300)) }
+        _ = await expectAMQPError(.invalidArgument) { try await channel.queueBind(queue, exchange: "amq.topic", routingKey: longKey) }
+        // At the edge, 255 bytes, it is sent; the channel and the connection carry on.
+        try await channel.basicPublish("x", exchange: "", routingKey: String(repeating: "k", count: 255)).wait()
+        try await channel.basicPublish("after", exchange: "", routingKey: queue).wait()
+        var it = try await channel.basicConsume(queue: queue, noAck: true).makeAsyncIterator()
+        #expect(try await it.next().map { String(decoding: $0.body, as: UTF8.self) } == "after")
+    }
+
     @Test func unreachablePort() async {
         let port = freePort()  // nothing listens there
         let error = await expectAMQPError(.connectionRefused, within: .seconds(5)) {

@@ -436,6 +436,7 @@ struct HardeningTests {
         }
         #expect(ready.text.contains("database"))
         #expect(kill(orchestrator.pid, 0) == 0)
+        #expect(orchestrator.logText.contains("the database refuses writes") && orchestrator.logText.contains("disk is full"), "\(orchestrator.logText.suffix(2000))")
         // The fault clears: everything is applied, nothing twice, nothing dead.
         try FileManager.default.removeItem(atPath: filler)
         try await within(.seconds(60), "the 20 promises") {
@@ -449,6 +450,32 @@ struct HardeningTests {
         let dead = try await connection.openChannel().queueDeclare(orchestrator.prefix + ".dead", passive: true)
         #expect(dead.messageCount == 0)
         _ = await orchestrator.kill(SIGTERM)
+    }
+
+    // MARK: Scripts leave the machine as they found it
+
+    @Test func installingPackagesNeverStopsABrokerTheScriptDidNotStart() async throws {
+        // Fakes of apt-get, dpkg-query and service on PATH: chromium is "missing", RabbitMQ is
+        // installed (and, say, running as the system's broker). `service` records its calls.
+        let dir = NSTemporaryDirectory() + "warren-install-deps-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fakes = [
+            "dpkg-query": "#!/bin/sh\ncase \"$3\" in chromium) exit 1 ;; *) echo 'install ok installed' ;; esac\n",
+            "apt-get": "#!/bin/sh\necho \"apt-get $*\" >> \(dir)/calls\n",
+            "service": "#!/bin/sh\necho \"service $*\" >> \(dir)/calls\n",
+            "sudo": "#!/bin/sh\nexec \"$@\"\n",
+        ]
+        for (name, text) in fakes {
+            try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+            chmod(dir + "/" + name, 0o755)
+        }
+        let script = packageRoot.appendingPathComponent("Scripts/install-deps.sh").path
+        let r = try await run("/bin/bash", [script, "--test"], environment: ["PATH": dir + ":/usr/bin:/bin"])
+        #expect(r.status == 0, "\(r.output)")
+        let calls = (try? String(contentsOfFile: dir + "/calls", encoding: .utf8)) ?? ""
+        #expect(calls.contains("install") && calls.contains("chromium"), "\(calls)")
+        #expect(!calls.contains("service"), "the script touched a broker it did not start:\n\(calls)")
     }
 
     @Test func aBackupTakenWhileServingRestores() async throws {
