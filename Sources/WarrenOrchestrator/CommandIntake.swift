@@ -101,7 +101,16 @@ struct CommandIntake {
     /// tried too often.
     private func applyRedelivered(_ d: AMQPDelivery, now: Int64) async throws {
         let key = Self.attemptKey(d)
-        let attempts = try await write { tx in try tx.countAttempt(message: key, now: now) }
+        let attempts: Int
+        do {
+            attempts = try await write { tx in try tx.countAttempt(message: key, now: now) }
+        } catch let fault as StorageFault {
+            throw fault
+        } catch {
+            // Counting failed for another reason: apply it anyway (isolated, it fails alone).
+            logger.warning("counting a redelivery failed", metadata: ["error": "\(error)"])
+            attempts = 1
+        }
         let work = decode(d, now: now, attemptKey: key)
         if attempts > config.maximumAttempts {
             try await deadLetter(work, reason: "it was delivered \(attempts) times and the orchestrator stopped before "
@@ -142,7 +151,13 @@ struct CommandIntake {
         logger.warning("command refused from its header", metadata: ["routingKey": "\(d.routingKey)", "reason": "\(reason)"])
         if let replyTo = d.properties.replyTo, !replyTo.isEmpty {
             let reply = Outbound.reply(to: replyTo, correlationID: d.properties.correlationID, promise: nil, error: ("payloadTooLarge", reason))
-            _ = try await write { tx in try tx.enqueue(reply) }
+            do {
+                _ = try await write { tx in try tx.enqueue(reply) }
+            } catch let fault as StorageFault {
+                throw fault
+            } catch {
+                logger.warning("answering a refused command failed", metadata: ["error": "\(error)"])
+            }
         }
         do { try d.reject(requeue: false) } catch {}
     }
