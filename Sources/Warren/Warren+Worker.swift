@@ -14,6 +14,8 @@ extension Warren {
     /// worker, which takes the task under a new version, so each completes once.
     public func run() async throws {
         logger.info("worker serving", metadata: ["group": "\(group)", "worker": "\(workerID)"])
+        let keeper = Task { await self.leases.run(self) }
+        defer { keeper.cancel() }
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { tasks in
                 var delay = 100
@@ -79,9 +81,8 @@ extension Warren {
                     ("redelivered", delivery.redelivered ? "true" : "false"),
                 ])).body))
             }
-            let task = message.task
-            let leasing = Task { await self.holdLease(taskID: task.id, version: task.version, releasing: held) }
-            defer { leasing.cancel() }
+            let watched = leases.begin(taskID: message.task.id, version: message.task.version, held: held)
+            defer { leases.end(watched) }
             try await runTask(message)
         } catch let e as WarrenError where e.code == .unavailable {
             // The orchestrator did not answer: give the message back; it comes again, redelivered,
@@ -101,33 +102,6 @@ extension Warren {
             logger.debug("execute message dropped", metadata: ["error": "\(error)"])
         }
         held.settle { try $0.ack() }
-    }
-
-    /// After `leaseAfter`, takes a lease on the task, lets go of the delivery, and renews the
-    /// lease every third of its length until cancelled (the run reported).
-    private func holdLease(taskID: String, version: Int64, releasing held: DeliveryHold) async {
-        do {
-            try await Task.sleep(for: leaseAfter)
-            let millis = lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
-            let body = Wire.object([("id", Wire.quote(taskID)), ("version", "\(version)"), ("worker", Wire.quote(workerID)),
-                                    ("lease", "\(millis)")])
-            try await messenger.publish("task.progress", body).wait()
-            held.settle { try $0.ack() }
-            logger.info("a long run holds its task with a lease and let go of its execute message",
-                        metadata: ["task": "\(taskID)", "version": "\(version)", "lease ms": "\(millis)"])
-            while true {
-                try await Task.sleep(for: lease / 3)
-                do {
-                    try await messenger.publish("task.progress", body).wait()
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.warning("renewing a lease failed; trying again", metadata: ["task": "\(taskID)", "error": "\(error)"])
-                }
-            }
-        } catch {
-            return  // cancelled: the run reported first
-        }
     }
 
     private func runTask(_ message: Wire.TaskMessage) async throws {
@@ -180,6 +154,63 @@ extension Warren {
         try await confirmation.wait()
         logger.debug(outcome.kind == "task.suspend" ? "task suspended" : outcome.kind == "task.retry" ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
+    }
+}
+
+/// The runs of a worker that may outlast `leaseAfter`, watched by one loop (not a task per run:
+/// a run costs an insert and a removal). A run still going after `leaseAfter` takes a lease on
+/// its task (`task.progress` with `lease`) and lets go of its delivery once that is confirmed;
+/// the loop renews the lease every third of its length until the run reports.
+final class LeaseKeeper: Sendable {
+    private struct Run {
+        let taskID: String
+        let version: Int64
+        let held: DeliveryHold
+        let started: ContinuousClock.Instant
+        var renewed: ContinuousClock.Instant?
+    }
+    private let runs = Mutex<(next: Int, all: [Int: Run])>((0, [:]))
+
+    func begin(taskID: String, version: Int64, held: DeliveryHold) -> Int {
+        runs.withLock { r in
+            r.next += 1
+            r.all[r.next] = Run(taskID: taskID, version: version, held: held, started: .now)
+            return r.next
+        }
+    }
+
+    func end(_ id: Int) { _ = runs.withLock { $0.all.removeValue(forKey: id) } }
+
+    /// Takes and renews leases until cancelled.
+    func run(_ warren: Warren) async {
+        let (leaseAfter, lease) = (warren.leaseAfter, warren.lease)
+        let millis = lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
+        let tick = max(min(leaseAfter, lease / 3) / 4, .milliseconds(25))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: tick) } catch { return }
+            let now = ContinuousClock.now
+            let due: [(Int, Run)] = runs.withLock { r in
+                r.all.filter { _, run in
+                    run.renewed.map { now - $0 >= lease / 3 } ?? (now - run.started >= leaseAfter)
+                }.map { ($0.key, $0.value) }
+            }
+            for (id, run) in due {
+                let body = Wire.object([("id", Wire.quote(run.taskID)), ("version", "\(run.version)"),
+                                        ("worker", Wire.quote(warren.workerID)), ("lease", "\(millis)")])
+                do {
+                    try await warren.messenger.publish("task.progress", body).wait()
+                } catch {
+                    warren.logger.warning("taking or renewing a lease failed; trying again", metadata: ["task": "\(run.taskID)", "error": "\(error)"])
+                    continue
+                }
+                if run.renewed == nil {
+                    run.held.settle { try $0.ack() }
+                    warren.logger.info("a long run holds its task with a lease and let go of its execute message",
+                                       metadata: ["task": "\(run.taskID)", "version": "\(run.version)", "lease ms": "\(millis)"])
+                }
+                runs.withLock { r in r.all[id]?.renewed = now }
+            }
+        }
     }
 }
 

@@ -27,6 +27,8 @@ public final class Warren: Service {
     /// When a run lets go of its execute message and takes a lease, and how long a lease lasts.
     let leaseAfter: Duration
     let lease: Duration
+    /// The runs that may outlast `leaseAfter`.
+    let leases = LeaseKeeper()
     let logger: Logger
     typealias Function = @Sendable (Context, String) async throws -> String
     let functions = Mutex<[String: Function]>([:])

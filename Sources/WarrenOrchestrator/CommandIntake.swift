@@ -41,16 +41,25 @@ struct CommandIntake {
     func handle(_ batch: [AMQPDelivery]) async throws {
         let now = Orchestrator.nowMillis()
         var segment: [Work] = []
+        var segmentBytes = 0
         do {
             for d in batch {
+                if segmentBytes + d.body.count > config.maximumBatchBytes {
+                    // One transaction holds at most this many bytes of commands.
+                    try await applyTogether(segment, now: now)
+                    segment.removeAll()
+                    segmentBytes = 0
+                }
                 if d.bodyDiscarded {
                     try await refuseOversized(d)
                 } else if d.redelivered {
                     try await applyTogether(segment, now: now)
                     segment.removeAll()
+                    segmentBytes = 0
                     try await applyRedelivered(d, now: now)
                 } else {
                     segment.append(decode(d, now: now, attemptKey: nil))
+                    segmentBytes += d.body.count
                 }
             }
             try await applyTogether(segment, now: now)

@@ -379,11 +379,14 @@ public final class Orchestrator: Service {
     /// Fires due timers, a batch at a time, until cancelled.
     private func fireTimers(store: SQLiteStore, relay: OutboxRelay) async {
         let config = configuration
+        var limit = 1000
+        var failing = false
         while !Task.isCancelled {
             do {
                 let now = Self.nowMillis()
+                let batch = limit
                 let (fired, next) = try await relay.write { tx in
-                    let fired = try tx.fireTimers(now: now, limit: 1000)
+                    let fired = try tx.fireTimers(now: now, limit: batch)
                     for f in fired {
                         switch f {
                         case .promiseTimeout(let result): try Self.settled(result, tx: tx, now: now, config: config)
@@ -392,14 +395,35 @@ public final class Orchestrator: Service {
                     }
                     return (fired.count, try tx.nextTimerDue())
                 }
-                if fired == 1000 { continue }
+                if failing { logger.notice("timers fire again") }
+                (limit, failing) = (1000, false)
+                if fired == batch { continue }
                 let wait = min(max((next ?? Int64.max) - Self.nowMillis(), 5), 250)
                 try await Task.sleep(for: .milliseconds(wait))
             } catch is CancellationError {
                 return
-            } catch {
-                logger.warning("firing timers failed; will retry", metadata: ["error": "\(error)"])
+            } catch let e as StoreError where e.code == .storageUnavailable {
+                // The storage's fault: the same timers fire once it takes writes again.
+                if !failing { logger.warning("firing timers failed; will retry", metadata: ["error": "\(e)"]) }
+                failing = true
                 try? await Task.sleep(for: .milliseconds(250))
+            } catch {
+                // A timer whose consequences cannot be written fails alone: fire one at a time,
+                // and set aside the first due if it fails on its own.
+                if limit > 1 {
+                    limit = 1
+                    continue
+                }
+                do {
+                    if let dropped = try await relay.write({ tx in try tx.dropNextTimer() }) {
+                        logger.error("a timer could not fire and is dropped", metadata: [
+                            "promise or task": "\(dropped.id)", "kind": "\(dropped.kind)", "error": "\(error)",
+                        ])
+                    }
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+                limit = 1000
             }
         }
     }

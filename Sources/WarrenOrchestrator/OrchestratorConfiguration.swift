@@ -19,6 +19,10 @@ public struct OrchestratorConfiguration: Sendable {
     /// history): keep it at or below the broker's `max_message_size` (16 MiB by default in
     /// RabbitMQ 4). A workflow whose execute message would be larger is rejected with the reason.
     public var maximumMessageBytes = 16 << 20
+    /// The most bytes of commands applied in one transaction (a batch of large commands is split).
+    /// Memory in the worst case is `prefetch` × `maximumBodyBytes`: lower the prefetch where
+    /// commands are large.
+    public var maximumBatchBytes = 16 << 20
     /// How many times a redelivered command is tried before it is dead-lettered (a command that
     /// stopped the orchestrator every time it was applied).
     public var maximumAttempts = 5

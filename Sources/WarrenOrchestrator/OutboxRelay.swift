@@ -236,9 +236,14 @@ final class OutboxRelay: Sendable {
                 confirmQueue.yield(published)
             }
         }
+        var channel = self.channel
         for row in rows {
             do {
-                published.append((row.sequence, try await send(row)))
+                if let group = Self.group(of: row), !declaredGroups.withLock({ $0.contains(group) }) {
+                    try await declareGroup(group)
+                    channel = self.channel  // a new one if the declaration closed it
+                }
+                published.append((row.sequence, try send(row, on: channel)))
             } catch let refused as Refused {
                 // Certain before anything was sent (a key AMQP cannot carry, a body too large):
                 // set aside, and the rows after it go on.
@@ -252,16 +257,19 @@ final class OutboxRelay: Sendable {
         var reason: String
     }
 
-    /// Publishes one row (declaring its group's queue first for an execute message); throws
-    /// ``Refused`` when the row itself is the problem.
-    private func send(_ row: OutboxMessage) async throws -> PublishConfirmation {
+    /// The group an execute message goes to, or `nil` for any other row.
+    static func group(of row: OutboxMessage) -> String? {
+        row.routingKey.hasPrefix("execute.") ? String(row.routingKey.dropFirst("execute.".count)) : nil
+    }
+
+    /// Publishes one row (execute messages `mandatory`; its group's queue is declared first);
+    /// throws ``Refused`` when the row itself is the problem.
+    private func send(_ row: OutboxMessage, on channel: AMQPChannel) throws -> PublishConfirmation {
         if row.body.count > config.maximumMessageBytes {
             throw Refused(reason: "the message is \(row.body.count) bytes; the limit is \(config.maximumMessageBytes) (--max-message-bytes)")
         }
-        let execute = row.routingKey.hasPrefix("execute.")
-        if execute { try await declareGroup(String(row.routingKey.dropFirst("execute.".count))) }
         do {
-            return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: execute,
+            return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: row.routingKey.hasPrefix("execute."),
                                             properties: Outbound.properties(of: row))
         } catch let e as AMQPError where e.code == .invalidArgument {
             throw Refused(reason: e.message)
@@ -277,7 +285,8 @@ final class OutboxRelay: Sendable {
             try await reopenIfClosed()
             let confirmation: PublishConfirmation
             do {
-                confirmation = try await send(row)
+                if let group = Self.group(of: row) { try await declareGroup(group) }
+                confirmation = try send(row, on: channel)
             } catch let refused as Refused {
                 return try await setAside(row, reason: refused.reason)
             }

@@ -86,6 +86,9 @@ public protocol StoreTransaction: StoreReader {
     func fireTimers(now: Int64, limit: Int) throws -> [FiredTimer]
     /// When the next timer is due, if any.
     func nextTimerDue() throws -> Int64?
+    /// Deletes the first timer due without firing it (one whose consequences cannot be written),
+    /// and says which it was.
+    func dropNextTimer() throws -> (id: String, kind: Int)?
     /// Adds a message to the outbox; returns its sequence number.
     @discardableResult func enqueue(_ message: OutboxMessage) throws -> Int64
     /// Sets an outbox message aside: the broker refused it for `reason`; the relay goes on with

@@ -142,6 +142,24 @@ struct HardeningTests {
         }
     }
 
+    @Test func aTimerWhoseConsequencesCannotBeWrittenFailsAloneAndTheOthersFire() async throws {
+        try await Harness.with { h in
+            try await Self.sql(h.orchestrator.database, """
+                CREATE TRIGGER stuck_timer BEFORE UPDATE ON promises WHEN NEW.id = 'bad-timer'
+                BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
+                """)
+            let due = Int64(Date().timeIntervalSince1970 * 1000) + 800
+            // The bad one is due first, so that it heads every batch of due timers.
+            try await h.amqpPublish("promise.create", #"{"id": "bad-timer", "timeout": \#(due)}"#)
+            try await h.amqpPublish("promise.create", #"{"id": "good-timer", "timeout": \#(due + 1)}"#)
+            let event = try await h.nextEvent(.seconds(20))
+            #expect(event.id == "good-timer" && event.state == "REJECTED_TIMEDOUT")
+            try await within(.seconds(10), "the log naming the dropped timer") {
+                while !h.orchestrator.logText.contains("a timer could not fire") { try await Task.sleep(for: .milliseconds(50)) }
+            }
+        }
+    }
+
     @Test func aMalformedCommandWithReplyToGetsAnErrorReply() async throws {
         try await Harness.with { h in
             let replies = try await Replies(h)

@@ -419,6 +419,13 @@ struct SQLiteTransaction: StoreTransaction {
         return fired
     }
 
+    func dropNextTimer() throws -> (id: String, kind: Int)? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT due, id, kind FROM timers ORDER BY due LIMIT 1") else { return nil }
+        let (due, id, kind): (Int64, String, Int) = (row[0], row[1], row[2])
+        try db.execute(sql: "DELETE FROM timers WHERE due = ? AND id = ? AND kind = ?", arguments: [due, id, kind])
+        return (id, kind)
+    }
+
     func nextTimerDue() throws -> Int64? {
         try Int64.fetchOne(db.cachedStatement(sql: "SELECT due FROM timers ORDER BY due LIMIT 1"))
     }
