@@ -1,5 +1,6 @@
 import AMQP
 import Logging
+import Synchronization
 import WarrenStore
 
 /// How the orchestrator takes commands off its queue so that **every input fails alone**.
@@ -18,10 +19,19 @@ import WarrenStore
 /// A storage fault (a full disk, an I/O error, a read-only file) is no command's fault: the
 /// deliveries not yet applied go back to the queue, and the caller stops consuming until the store
 /// takes writes again (``StorageFault``).
-struct CommandIntake {
+final class CommandIntake: Sendable {
     let config: OrchestratorConfiguration
     let relay: OutboxRelay
     let logger: Logger
+    /// Commands given back because of a storage fault: their redelivery is not an attempt that
+    /// stopped the orchestrator, so it is not counted.
+    private let givenBack = Mutex(Set<String>())
+
+    init(config: OrchestratorConfiguration, relay: OutboxRelay, logger: Logger) {
+        self.config = config
+        self.relay = relay
+        self.logger = logger
+    }
 
     /// The storage refused a write; nothing of the failed transaction was applied.
     struct StorageFault: Error, CustomStringConvertible {
@@ -65,6 +75,7 @@ struct CommandIntake {
             try await applyTogether(segment, now: now)
         } catch let fault as StorageFault {
             // What was applied is acked; the rest goes back, to come again once the store is well.
+            givenBack.withLock { set in for d in batch { set.insert(Self.attemptKey(d)) } }
             do { try batch.last?.nack(multiple: true, requeue: true) } catch {}
             throw fault
         }
@@ -110,22 +121,28 @@ struct CommandIntake {
     /// tried too often.
     private func applyRedelivered(_ d: AMQPDelivery, now: Int64) async throws {
         let key = Self.attemptKey(d)
-        let attempts: Int
-        do {
-            attempts = try await write { tx in try tx.countAttempt(message: key, now: now) }
-        } catch let fault as StorageFault {
-            throw fault
-        } catch {
-            // Counting failed for another reason: apply it anyway (isolated, it fails alone).
-            logger.warning("counting a redelivery failed", metadata: ["error": "\(error)"])
-            attempts = 1
-        }
+        let attempts = try await countAttempt(key, now: now)
         let work = decode(d, now: now, attemptKey: key)
         if attempts > config.maximumAttempts {
             try await deadLetter(work, reason: "it was delivered \(attempts) times and the orchestrator stopped before "
                 + "finishing it each time; it is set aside so that it cannot stop the orchestrator again")
         } else {
             try await applyTogether([work], now: now)
+        }
+    }
+
+    /// This delivery's attempt number: counted in the store, unless the command was given back
+    /// for the storage's sake (no attempt of its own).
+    private func countAttempt(_ key: String, now: Int64) async throws -> Int {
+        if givenBack.withLock({ $0.remove(key) != nil }) { return 0 }
+        do {
+            return try await write { tx in try tx.countAttempt(message: key, now: now) }
+        } catch let fault as StorageFault {
+            throw fault
+        } catch {
+            // Counting failed for another reason: apply it anyway (alone, it fails alone).
+            logger.warning("counting a redelivery failed", metadata: ["error": "\(error)"])
+            return 1
         }
     }
 
