@@ -43,7 +43,8 @@ public final class Orchestrator: Service {
             throw OrchestratorError("the HTTP API cannot listen on \(configuration.httpHost):\(port): \(problem) "
                 + "(choose another with --http-port, or --no-http)")
         }
-        let api = HTTPAPI(store: store, batcher: batcher, config: configuration, readiness: readiness, logger: logger)
+        let api = HTTPAPI(store: store, batcher: batcher, config: configuration, readiness: readiness,
+                          access: AccessPolicy(tokens: configuration.tokens, openReady: configuration.openReady), logger: logger)
         return Application(router: api.router(), configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: port)),
                            logger: logger)
     }
@@ -247,6 +248,7 @@ public final class Orchestrator: Service {
                 let replyTo = try incoming.requireReplyTo()
                 try tx.enqueue(Outbound.searchReply(to: replyTo, correlationID: incoming.correlationID, page: try tx.search(search, now: now)))
             case .settlePromise(let r):
+                try refuseInternal(r.id, tx: tx, now: now)
                 let result = try tx.settlePromise(r, now: now)
                 if result.settled { try settled(result, tx: tx, now: now, config: config) }
                 if let replyTo = incoming.replyTo {
@@ -289,6 +291,15 @@ public final class Orchestrator: Service {
                 try tx.enqueue(Outbound.deadLetter(incoming.delivery, reason: reason, config: config))
             }
         }
+    }
+
+    /// Refuses to settle, through a public API, a promise of a workflow's machinery (its result, a
+    /// step, a timer): only task completions and timers settle those.
+    static func refuseInternal(_ id: String, tx: any StoreTransaction, now: Int64) throws {
+        guard let p = try tx.promise(id: id, now: now), PromiseRules.isInternal(p) else { return }
+        let what = p.tags["warren:function"] != nil ? "the result of workflow '\(id)'" : "a step, timer or choice of workflow '\(PromiseRules.root(of: id))'"
+        throw StoreError(.internalPromise, "'\(id)' is \(what): only the workflow's own run settles it; "
+            + "settle the promise the workflow waits on (made with ctx.promise) instead", promise: p)
     }
 
     /// Creates a workflow's root promise and task and sends its execute message; the same

@@ -33,6 +33,13 @@ public struct OrchestratorConfiguration: Sendable {
     public var httpPort: Int? = 8001
     /// The address the HTTP API binds (`0.0.0.0` to serve other hosts, as in a container).
     public var httpHost = "127.0.0.1"
+    /// The bearer tokens the HTTP API accepts; none leaves it open, which is refused beyond a
+    /// loopback address unless ``insecure`` says so in so many words.
+    public var tokens: [AccessToken] = []
+    /// Serve an open HTTP API beyond loopback (a trusted network, a proxy that authenticates).
+    public var insecure = false
+    /// `GET /ready` answers without a token (for probes).
+    public var openReady = true
 
     public init(amqpURL: String = "amqp://guest:guest@localhost:5672/%2f", databasePath: String = "warren.db",
                 prefix: String = "warren") {
@@ -52,6 +59,11 @@ public struct OrchestratorConfiguration: Sendable {
                 + "largest message (\(maximumMessageBytes) bytes)")
         }
         guard maximumAttempts >= 1 else { throw OrchestratorError("the number of attempts must be at least 1") }
+        if httpPort != nil, tokens.isEmpty, !insecure, !AccessPolicy.isLoopback(httpHost) {
+            throw OrchestratorError("the HTTP API would listen on \(httpHost) with no tokens: anyone who reaches it could start "
+                + "workflows and settle promises. Give tokens (WARREN_TOKENS or --tokens-file), listen on 127.0.0.1, or say "
+                + "--insecure if a proxy in front authenticates")
+        }
     }
 
     // The topology (docs/messages.md).

@@ -25,6 +25,21 @@ public enum PromiseRules {
         return q
     }
 
+    /// Whether a promise belongs to a workflow's machinery: a workflow's root (its result), a
+    /// step, a timer, a recorded choice, a child workflow. Only the orchestrator settles those
+    /// (task completion, timers); the public APIs settle only promises a workflow made for the
+    /// outside world (`ctx.promise`, tagged `warren:kind: promise`) and standalone ones.
+    public static func isInternal(_ p: PromiseRecord) -> Bool {
+        if p.tags["warren:function"] != nil || p.isTimer { return true }
+        if let kind = p.tags["warren:kind"] { return kind != "promise" }
+        return false
+    }
+
+    /// The workflow root of an id: the id up to its first `.` (itself for a root).
+    public static func root(of id: String) -> String {
+        id.firstIndex(of: ".").map { String(id[..<$0]) } ?? id
+    }
+
     /// What a create does.
     public enum CreateOutcome: Equatable, Sendable {
         /// A new promise: store it (HTTP 201).

@@ -18,6 +18,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let alreadySettled = Code(raw: "alreadySettled")
         /// A task report for a version that is no longer current, or from another worker.
         public static let staleTask = Code(raw: "staleTask")
+        /// The promise belongs to a workflow's machinery (its result, a step, a timer): only the
+        /// orchestrator settles it.
+        public static let internalPromise = Code(raw: "internalPromise")
         /// The task is not in a state that allows the operation.
         public static let invalidTaskState = Code(raw: "invalidTaskState")
         /// The database file was written by a newer Warren, or cannot be opened.

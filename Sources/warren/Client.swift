@@ -22,12 +22,17 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON, for scripts, instead of a table.")
     var json = false
 
-    var client: HTTPClient { HTTPClient(base: server) }
+    /// Read from the environment only, so that it never shows in `ps`.
+    var token: String? { ProcessInfo.processInfo.environment["WARREN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    var client: HTTPClient { HTTPClient(base: server, token: token) }
 }
 
 /// The orchestrator's HTTP API, from the command line (Foundation's URLSession).
 struct HTTPClient {
     let base: String
+    /// The bearer token (`WARREN_TOKEN`), when the API needs one.
+    var token: String? = nil
 
     /// Sends a request and returns the JSON body of a 2xx answer; other answers become a
     /// `CLIError` with the server's message and an exit code for its status.
@@ -41,6 +46,7 @@ struct HTTPClient {
         var request = URLRequest(url: url, timeoutInterval: 30)
         request.httpMethod = method
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        if let token { request.setValue("Bearer " + token, forHTTPHeaderField: "authorization") }
         if let body {
             request.setValue("application/json", forHTTPHeaderField: "content-type")
             request.httpBody = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
@@ -59,6 +65,7 @@ struct HTTPClient {
             let code: Int32 = switch status {
             case 404: 3
             case 403, 409: 4
+            case 401: 77
             case 400, 413: 65
             case 503: 69
             default: 1

@@ -21,7 +21,8 @@ struct WarrenCommand: AsyncParsableCommand {
               warren tree order-7
 
             Exit codes: 0 done; 1 failed; 3 not found; 4 conflict (exists, or already settled);
-            64 bad usage; 65 refused as invalid by the server; 69 the server is unreachable.
+            64 bad usage; 65 refused as invalid by the server; 69 the server is unreachable;
+            77 the server wants a token (WARREN_TOKEN) or refused it.
             """,
         version: WarrenVersion.current,
         subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, OutboxCommand.self, Backup.self, Migrate.self]
@@ -51,6 +52,16 @@ struct OrchestratorOptions: ParsableArguments {
 
     @Flag(name: .customLong("no-http"), help: "Serve no HTTP API.")
     var noHTTP = false
+
+    @Option(name: .customLong("tokens-file"),
+            help: "Bearer tokens for the HTTP API, one per line: NAME SCOPE[,SCOPE] SECRET (WARREN_TOKENS_FILE; or the tokens themselves in WARREN_TOKENS, ';'-separated).")
+    var tokensFile = ProcessInfo.processInfo.environment["WARREN_TOKENS_FILE"]
+
+    @Flag(help: "Serve the HTTP API without tokens beyond loopback (only behind a proxy that authenticates).")
+    var insecure = false
+
+    @Flag(name: .customLong("private-ready"), help: "GET /ready needs a token too.")
+    var privateReady = false
 
     @Option(name: .customLong("max-message-bytes"),
             help: "The largest message Warren sends; at most the broker's max_message_size (WARREN_MAX_MESSAGE_BYTES).")
@@ -84,6 +95,20 @@ struct OrchestratorOptions: ParsableArguments {
         config.httpPort = noHTTP ? nil : httpPort
         config.retention = try retention.map(parseDuration)
         config.maximumMessageBytes = maximumMessageBytes
+        var tokenText = ProcessInfo.processInfo.environment["WARREN_TOKENS"] ?? ""
+        if let tokensFile {
+            guard let text = try? String(contentsOfFile: tokensFile, encoding: .utf8) else {
+                throw CLIError("cannot read the tokens file '\(tokensFile)'", code: 64)
+            }
+            tokenText += "\n" + text
+        }
+        do {
+            config.tokens = try AccessToken.parse(tokenText)
+        } catch let e as OrchestratorError {
+            throw CLIError(e.description, code: 64)
+        }
+        config.insecure = insecure
+        config.openReady = !privateReady
         config.maximumAttempts = maximumAttempts
         let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
         let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "warren"))

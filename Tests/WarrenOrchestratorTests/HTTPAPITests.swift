@@ -24,7 +24,10 @@ func http(_ method: String, _ url: String, _ body: String? = nil, headers: [Stri
     var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
     request.httpMethod = method
     for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-    if let body { request.httpBody = Data(body.utf8); request.setValue("application/json", forHTTPHeaderField: "content-type") }
+    if let body {
+        request.httpBody = Data(body.utf8)
+        if !headers.keys.contains(where: { $0.lowercased() == "content-type" }) { request.setValue("application/json", forHTTPHeaderField: "content-type") }
+    }
     let (data, response) = try await URLSession.shared.data(for: request)
     let r = response as! HTTPURLResponse
     var fields: [String: String] = [:]

@@ -1,8 +1,23 @@
+import HTTPTypes
+
 /// The approval page (`GET /ui`): pending promises tagged `human: "true"` with Approve and Reject
 /// buttons, and recent outcomes. Plain HTML and a little JavaScript over the promise API: Approve
 /// resolves with `"approved"`, Reject rejects with `"rejected"`, the optional comment travels in
-/// the value's `comment` header.
+/// the value's `comment` header. When the API needs a token, the page asks for one (an `approve`
+/// token) and keeps it for the browser tab only (`sessionStorage`).
 enum ApprovalPage {
+    /// The page's headers: no framing, no sniffing, no caching, and a policy that lets it talk to
+    /// its own origin only.
+    static let headers: HTTPFields = [
+        .contentType: "text/html; charset=utf-8",
+        .contentSecurityPolicy: "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+            + "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        .cacheControl: "no-store",
+        HTTPField.Name("Referrer-Policy")!: "no-referrer",
+    ]
+
     static let html = #"""
 <!doctype html>
 <html lang="en">
@@ -32,6 +47,8 @@ enum ApprovalPage {
 </head>
 <body>
 <h1>Waiting for a decision</h1>
+<form id="login" hidden class="row card"><input type="password" id="token" placeholder="Approval token" aria-label="token">
+<button class="approve" type="submit">Sign in</button></form>
 <div id="status"></div>
 <div id="pending"><p class="empty">Loading…</p></div>
 <h2>Recent outcomes</h2>
@@ -44,8 +61,16 @@ function decode(value) {
   if (!value || !value.data) return "";
   try { return JSON.stringify(JSON.parse(atob(value.data))); } catch (e) { return ""; }
 }
+const auth = () => { const t = sessionStorage.getItem("warren-token"); return t ? { authorization: "Bearer " + t } : {}; };
+document.getElementById("login").onsubmit = (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("warren-token", document.getElementById("token").value.trim());
+  document.getElementById("login").hidden = true;
+  refresh();
+};
 async function search(state) {
-  const r = await fetch("/promises?state=" + state + "&tags%5Bhuman%5D=true&limit=100");
+  const r = await fetch("/promises?state=" + state + "&tags%5Bhuman%5D=true&limit=100", { headers: auth() });
+  if (r.status === 401) { document.getElementById("login").hidden = false; throw new Error("Sign in with an approval token."); }
   if (!r.ok) throw new Error("search failed: " + r.status);
   return (await r.json()).promises;
 }
@@ -54,7 +79,7 @@ async function decide(id, approve, comment, buttons) {
   const value = { headers: comment ? { comment } : {}, data: btoa(JSON.stringify(approve ? "approved" : "rejected")) };
   const r = await fetch("/promises/" + encodeURIComponent(id), {
     method: "PATCH",
-    headers: { "content-type": "application/json", "idempotency-key": "ui:" + id },
+    headers: Object.assign({ "content-type": "application/json", "idempotency-key": "ui:" + id }, auth()),
     body: JSON.stringify({ state: approve ? "RESOLVED" : "REJECTED", value })
   });
   const body = await r.json();

@@ -26,6 +26,7 @@ struct HTTPProblem: Error {
         case .alreadyExists: .conflict
         case .alreadySettled: .forbidden
         case .payloadTooLarge: .contentTooLarge
+        case .internalPromise: .forbidden
         case .storageUnavailable: .serviceUnavailable
         default: .badRequest
         }
@@ -42,6 +43,7 @@ struct HTTPAPI: Sendable {
     let batcher: WriteBatcher
     let config: OrchestratorConfiguration
     let readiness: Readiness
+    let access: AccessPolicy
     let logger: Logger
 
     /// The largest request body accepted.
@@ -66,7 +68,10 @@ struct HTTPAPI: Sendable {
         for (method, path) in Self.routes {
             let pattern = RouterPath(path.replacingOccurrences(of: "{id}", with: "**"))
             let respond: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
-                var response = try await handle { try await self.respond(method, path, request, context) }
+                var response = try await handle {
+                    let caller = try self.authorize(method, path, request)
+                    return try await self.respond(method, path, request, context, caller)
+                }
                 // The specification's request-id comes back with the answer, for tracing.
                 if let requestID = request.headers[Self.requestID] { response.headers[Self.requestID] = requestID }
                 return response
@@ -80,12 +85,40 @@ struct HTTPAPI: Sendable {
         return router
     }
 
-    private func respond(_ method: String, _ path: String, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    /// Who calls, and whether they may call this route (docs/http.md#access). Writes must be JSON,
+    /// so that no cross-site form (which can only send `text/plain` and form encodings without a
+    /// preflight) can reach them.
+    private func authorize(_ method: String, _ path: String, _ request: Request) throws(HTTPProblem) -> AccessToken? {
+        if method != "GET" {
+            let type = request.headers[.contentType]?.lowercased() ?? ""
+            guard type.hasPrefix("application/json") || (path == "/outbox/retry" && type.isEmpty) else {
+                throw HTTPProblem(.unsupportedMediaType, "unsupportedMediaType", "send the body as JSON, with 'Content-Type: application/json'")
+            }
+        }
+        switch path {
+        case "/health", "/openapi.json", "/ui": return nil
+        case "/ready" where access.openReady: return nil
+        default: break
+        }
+        let caller = try access.caller(authorization: request.headers[.authorization])
+        switch (method, path) {
+        case ("POST", "/workflows"), ("GET", "/workflows/{id}"): try access.require(caller, [.workflows], for: "start or read workflows")
+        case ("POST", "/promises"): try access.require(caller, [.workflows], for: "create promises")
+        case ("GET", "/promises"), ("GET", "/promises/{id}"): try access.require(caller, [.workflows, .approve], for: "read promises")
+        case ("PATCH", "/promises/{id}"): try access.require(caller, [.approve], for: "settle promises")
+        case ("GET", "/ready"): break
+        default: try access.require(caller, [], for: "use the operator's routes")
+        }
+        return caller
+    }
+
+    private func respond(_ method: String, _ path: String, _ request: Request, _ context: BasicRequestContext,
+                         _ caller: AccessToken?) async throws -> Response {
         switch (method, path) {
         case ("POST", "/promises"): return try await createPromise(request)
-        case ("GET", "/promises"): return try await searchPromises(request)
-        case ("GET", "/promises/{id}"): return try await getPromise(Self.id(context))
-        case ("PATCH", "/promises/{id}"): return try await completePromise(Self.id(context), request)
+        case ("GET", "/promises"): return try await searchPromises(request, publicOnly: access.seesPublicOnly(caller))
+        case ("GET", "/promises/{id}"): return try await getPromise(Self.id(context), publicOnly: access.seesPublicOnly(caller))
+        case ("PATCH", "/promises/{id}"): return try await completePromise(Self.id(context), request, caller: caller)
         case ("POST", "/workflows"): return try await startWorkflow(request)
         case ("GET", "/workflows/{id}"): return try await workflow(Self.id(context))
         case ("GET", "/tasks"): return try await tasks(request)
@@ -98,7 +131,7 @@ struct HTTPAPI: Sendable {
         case ("GET", "/openapi.json"):
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         case ("GET", "/ui"):
-            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: ApprovalPage.html)))
+            return Response(status: .ok, headers: ApprovalPage.headers, body: ResponseBody(byteBuffer: ByteBuffer(string: ApprovalPage.html)))
         default:
             throw HTTPProblem(.notFound, "notFound", "no route \(method) \(path)")
         }
@@ -184,14 +217,21 @@ struct HTTPAPI: Sendable {
     /// `POST /promises`: 201 with the record when created, 200 when an idempotent repeat.
     func createPromise(_ request: Request) async throws -> Response {
         let body = try await decode(CreatePromiseBody.self, request)
+        if let reserved = body.tags?.keys.first(where: { $0.hasPrefix("warren:") }) {
+            throw HTTPProblem(.badRequest, "invalidArgument", "the tag '\(reserved)' is reserved: tags starting with 'warren:' are Warren's own")
+        }
         let create = CreatePromise(id: body.id, idempotencyKey: Self.header(request, "idempotency-key"), strict: try Self.strict(request),
                                    param: try (body.param ?? .init()).stored("param"), timeout: body.timeout, tags: body.tags ?? [:])
-        let result = try await batcher.write { tx in try tx.createPromise(create, now: Self.now()) }
+        let result = try await batcher.write { tx in
+            let now = Self.now()
+            try Self.refuseInsideWorkflow(create.id, tx: tx, now: now)
+            return try tx.createPromise(create, now: now)
+        }
         return Self.json(result.created ? .created : .ok, HTTPPromise(result.promise))
     }
 
     /// `PATCH /promises/{id}`: resolve, reject or cancel; 200 with the record.
-    func completePromise(_ id: String, _ request: Request) async throws -> Response {
+    func completePromise(_ id: String, _ request: Request, caller: AccessToken?) async throws -> Response {
         let body = try await decode(CompletePromiseBody.self, request)
         let completion: PromiseRules.Completion
         switch body.state.uppercased() {
@@ -200,11 +240,19 @@ struct HTTPAPI: Sendable {
         case "REJECTED_CANCELED": completion = .cancel
         default: throw HTTPProblem(.badRequest, "invalidArgument", "state must be RESOLVED, REJECTED or REJECTED_CANCELED")
         }
+        var value = try (body.value ?? .init()).stored("value")
+        if let caller {
+            // Who settled it, and through what, kept with the value (an open API, on loopback,
+            // stores exactly what was sent, as the specification's tests expect).
+            value.headers["warren:settled-by"] = caller.name
+            value.headers["warren:settled-via"] = "http"
+        }
         let settle = SettlePromise(id: id, completion: completion, idempotencyKey: Self.header(request, "idempotency-key"),
-                                   strict: try Self.strict(request), value: try (body.value ?? .init()).stored("value"))
+                                   strict: try Self.strict(request), value: value)
         let config = self.config
         let result = try await batcher.write { tx in
             let now = Self.now()
+            try Orchestrator.refuseInternal(id, tx: tx, now: now)
             let result = try tx.settlePromise(settle, now: now)
             if result.settled { try Orchestrator.settled(result, tx: tx, now: now, config: config) }
             return result
@@ -213,15 +261,15 @@ struct HTTPAPI: Sendable {
     }
 
     /// `GET /promises/{id}`.
-    func getPromise(_ id: String) async throws -> Response {
-        guard let p = try await store.read({ tx in try tx.promise(id: id, now: Self.now()) }) else {
+    func getPromise(_ id: String, publicOnly: Bool = false) async throws -> Response {
+        guard let p = try await store.read({ tx in try tx.promise(id: id, now: Self.now()) }), !(publicOnly && PromiseRules.isInternal(p)) else {
             throw HTTPProblem(.notFound, "notFound", "no promise with id '\(id)'")
         }
         return Self.json(.ok, HTTPPromise(p))
     }
 
     /// `GET /promises?id=pattern&state=pending&tags[k]=v&limit=n&cursor=c`: `{"promises": [...], "cursor": "…"}`.
-    func searchPromises(_ request: Request) async throws -> Response {
+    func searchPromises(_ request: Request, publicOnly: Bool = false) async throws -> Response {
         var search = PromiseSearch()
         for (rawKey, value) in request.uri.queryParameters {
             let key = String(rawKey).removingPercentEncoding ?? String(rawKey)
@@ -245,7 +293,9 @@ struct HTTPAPI: Sendable {
         let s = search
         let page = try await store.read { tx in try tx.search(s, now: Self.now()) }
         struct Page: Encodable { var promises: [HTTPPromise]; var cursor: String? }
-        return Self.json(.ok, Page(promises: page.promises.map(HTTPPromise.init), cursor: page.cursor))
+        // An approve-only token sees the promises made for the outside world, not the machinery.
+        let visible = publicOnly ? page.promises.filter { !PromiseRules.isInternal($0) } : page.promises
+        return Self.json(.ok, Page(promises: visible.map(HTTPPromise.init), cursor: page.cursor))
     }
 
     static func states(_ value: String) throws(HTTPProblem) -> Set<PromiseState> {
@@ -278,8 +328,23 @@ struct HTTPAPI: Sendable {
         }
         guard case .startWorkflow(let create, let function, _) = message else { throw HTTPProblem(.badRequest, "invalidArgument", "not a workflow") }
         let config = self.config
-        let result = try await batcher.write { tx in try Orchestrator.startWorkflow(create, function: function, tx: tx, now: Self.now(), config: config) }
+        if create.tags.keys.contains(where: { $0.hasPrefix("warren:") && $0 != "warren:function" }) {
+            throw HTTPProblem(.badRequest, "invalidArgument", "tags starting with 'warren:' are Warren's own")
+        }
+        let result = try await batcher.write { tx in
+            let now = Self.now()
+            try Self.refuseInsideWorkflow(create.id, tx: tx, now: now)
+            return try Orchestrator.startWorkflow(create, function: function, tx: tx, now: now, config: config)
+        }
         return Self.json(result.created ? .created : .ok, try await view(of: result.promise))
+    }
+
+    /// A workflow's id space is its own: what lies below a workflow (`<root>.<n>`) comes from its
+    /// code, never from the public API (it would be read as one of its steps or children).
+    static func refuseInsideWorkflow(_ id: String, tx: any StoreTransaction, now: Int64) throws {
+        let root = PromiseRules.root(of: id)
+        guard root != id, let owner = try tx.promise(id: root, now: now), owner.tags["warren:function"] != nil else { return }
+        throw StoreError(.internalPromise, "'\(id)' is inside workflow '\(root)', whose promises only its own code creates; use an id outside it")
     }
 
     /// `GET /workflows/{id}`: its state, result or error, and its task.

@@ -7,8 +7,9 @@ enum OpenAPIDocument {
   "info": {
     "title": "Warren",
     "version": "0.1.0",
-    "description": "Durable promises (the Durable Promise Specification's routes) and Warren's workflows, tasks and health. Promise data is base64 of the JSON text Warren stores."
+    "description": "Durable promises (the Durable Promise Specification's routes) and Warren's workflows, tasks and health. Promise data is base64 of the JSON text Warren stores. With tokens configured, every route but /health, /ready, /openapi.json and /ui needs 'Authorization: Bearer <token>' with a scope: admin (everything), workflows (start and read workflows, create promises), approve (read and settle the promises workflows wait on); 401 without a valid token, 403 without the scope. Writes must be application/json (415 otherwise). Promises of a workflow's machinery (its result, steps, timers) are settled by its own run only: 403 internalPromise."
   },
+  "security": [{"bearer": []}, {}],
   "paths": {
     "/promises": {
       "post": {
@@ -152,6 +153,9 @@ enum OpenAPIDocument {
     }
   },
   "components": {
+    "securitySchemes": {
+      "bearer": {"type": "http", "scheme": "bearer", "description": "A token from WARREN_TOKENS or --tokens-file"}
+    },
     "parameters": {
       "Id": {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
       "RequestId": {"name": "request-id", "in": "header", "schema": {"type": "string"}},

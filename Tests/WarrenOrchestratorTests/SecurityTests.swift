@@ -1,0 +1,148 @@
+import AMQP
+import Foundation
+import Testing
+import Warren
+import WarrenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who may start, settle and see what (issue 10, first part): bearer tokens with scopes, an open
+/// API refused beyond loopback, workflow-internal promises closed to the public APIs, JSON-only
+/// writes. Each door is tried the way an attacker would.
+@Suite("Security", .serialized)
+struct SecurityTests {
+    static let secrets = (admin: "admin-secret-0123456789", workflows: "gateway-secret-0123456789", approve: "approver-secret-0123456789")
+
+    /// An orchestrator whose HTTP API needs tokens, with a worker and a client.
+    func withTokens(_ body: (OrchestratorProcess, WorkerProcess, Warren) async throws -> Void) async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        let tokens = orchestrator.database + ".tokens"
+        try """
+            # name  scopes     secret
+            ops     admin      \(Self.secrets.admin)
+            gateway workflows  \(Self.secrets.workflows)
+            alice   approve    \(Self.secrets.approve)
+            """.write(toFile: tokens, atomically: true, encoding: .utf8)
+        defer { orchestrator.remove(); worker.remove(); unlink(tokens) }
+        try await orchestrator.start(["--tokens-file", tokens])
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+        let client = try await Warren(url: orchestrator.url, group: "gateway", prefix: orchestrator.prefix)
+        do {
+            try await body(orchestrator, worker, client)
+        } catch {
+            print(orchestrator.logText.suffix(3000))
+            await client.close()
+            throw error
+        }
+        await client.close()
+    }
+
+    static func bearer(_ secret: String) -> [String: String] { ["authorization": "Bearer " + secret] }
+
+    @Test func anOpenAPIIsRefusedBeyondLoopbackUnlessSaidInsecure() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        defer { orchestrator.remove() }
+        let refused = try await run(productsDirectory + "/warren", ["serve", "--amqp-url", orchestrator.url, "--db", orchestrator.database,
+                                                                   "--prefix", orchestrator.prefix, "--http-host", "0.0.0.0", "--http-port", "\(freePort())"])
+        #expect(refused.status == 1 && refused.output.contains("no tokens"), "\(refused.output)")
+        try await orchestrator.start(["--http-host", "0.0.0.0", "--insecure"])
+        #expect(try await http("GET", orchestrator.httpURL + "/health").status == 200)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test func everyRouteButHealthNeedsATokenWithTheRightScope() async throws {
+        try await withTokens { orchestrator, worker, _ in
+            let base = orchestrator.httpURL
+            // Open: health, readiness, the document and the page (which asks for a token itself).
+            #expect(try await http("GET", base + "/health").status == 200)
+            #expect(try await http("GET", base + "/ready").status == 200)
+            let page = try await http("GET", base + "/ui")
+            #expect(page.status == 200 && page.headers["content-security-policy"]?.contains("frame-ancestors 'none'") == true)
+            #expect(page.headers["x-frame-options"] == "DENY" && page.headers["cache-control"] == "no-store")
+            // No token, a wrong one, a token's prefix: 401.
+            #expect(try await http("GET", base + "/promises").status == 401)
+            #expect(try await http("GET", base + "/promises", headers: Self.bearer("not-a-token-at-all")).status == 401)
+            #expect(try await http("GET", base + "/promises", headers: Self.bearer(String(Self.secrets.admin.dropLast()))).status == 401)
+            let start = #"{"id": "sec-1", "function": "foo-workflow", "args": ["sec-1"], "group": "workers"}"#
+            // An approver cannot start workflows or see tasks; the gateway cannot settle.
+            #expect(try await http("POST", base + "/workflows", start, headers: Self.bearer(Self.secrets.approve)).status == 403)
+            #expect(try await http("GET", base + "/tasks", headers: Self.bearer(Self.secrets.approve)).status == 403)
+            #expect(try await http("POST", base + "/workflows", start, headers: Self.bearer(Self.secrets.workflows)).status == 201)
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            let resolve = #"{"state": "RESOLVED", "value": {"data": "ImFwcHJvdmVkIg=="}}"#
+            #expect(try await http("PATCH", base + "/promises/sec-1.1", resolve, headers: Self.bearer(Self.secrets.workflows)).status == 403)
+            // The approver sees the approval, not the workflow's machinery.
+            let seen = try await http("GET", base + "/promises?id=sec-1*", headers: Self.bearer(Self.secrets.approve))
+            #expect((seen.json["promises"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["sec-1.1"])
+            #expect(try await http("GET", base + "/promises/sec-1", headers: Self.bearer(Self.secrets.approve)).status == 404)
+            // And settles it; the value records who did, and through what.
+            let settled = try await http("PATCH", base + "/promises/sec-1.1", resolve, headers: Self.bearer(Self.secrets.approve))
+            #expect(settled.status == 200)
+            let headers = (settled.json["value"] as? [String: Any])?["headers"] as? [String: String]
+            #expect(headers?["warren:settled-by"] == "alice" && headers?["warren:settled-via"] == "http")
+            let done = try await within(.seconds(30), "sec-1") {
+                while true {
+                    let w = try await http("GET", base + "/workflows/sec-1", headers: Self.bearer(Self.secrets.workflows))
+                    if w.json["state"] as? String == "RESOLVED" { return w }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(done.json["result"] as? String == "foo workflow sec-1 complete")
+            // The admin sees everything; the CLI sends WARREN_TOKEN.
+            #expect(try await http("GET", base + "/tasks", headers: Self.bearer(Self.secrets.admin)).status == 200)
+            let cli = try await run(productsDirectory + "/warren", ["tasks", "list", "--server", base], environment: ["WARREN_TOKEN": Self.secrets.admin])
+            #expect(cli.status == 0 && cli.output.contains("sec-1"), "\(cli.output)")
+            let anonymous = try await run(productsDirectory + "/warren", ["tasks", "list", "--server", base], environment: ["WARREN_TOKEN": ""])
+            #expect(anonymous.status == 77, "\(anonymous.output)")
+        }
+    }
+
+    @Test func aWorkflowsResultStepsAndIdSpaceAreClosedToThePublicAPIs() async throws {
+        try await withWorkflows { orchestrator, worker, _ in
+            let base = orchestrator.httpURL
+            #expect(try await http("POST", base + "/workflows", #"{"id": "forge-1", "function": "foo-workflow", "args": ["forge-1"], "group": "workers"}"#).status == 201)
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            // Forging the workflow's result, or its recorded step, over HTTP.
+            let forged = try await http("PATCH", base + "/promises/forge-1", #"{"state": "RESOLVED", "value": {"data": "ImZvcmdlZCI="}}"#)
+            #expect(forged.status == 403 && forged.errorCode == "internalPromise", "\(forged.text)")
+            #expect(try await http("PATCH", base + "/promises/forge-1.2", #"{"state": "REJECTED"}"#).errorCode == "internalPromise")
+            // Forging a step: a promise inside the workflow's id space.
+            let step = try await http("POST", base + "/promises", #"{"id": "forge-1.9", "timeout": 4102444800000}"#)
+            #expect(step.status == 403 && step.errorCode == "internalPromise", "\(step.text)")
+            #expect(try await http("POST", base + "/workflows", #"{"id": "forge-1.9", "function": "double-workflow", "args": [1], "group": "workers"}"#).errorCode == "internalPromise")
+            #expect(try await http("POST", base + "/promises", #"{"id": "mine", "timeout": 4102444800000, "tags": {"warren:kind": "run:x"}}"#).status == 400)
+            // The same over AMQP: a resolve of the root is refused with a reason.
+            let connection = try await AMQPConnection.connect(url: orchestrator.url, name: "forger")
+            defer { Task { await connection.close() } }
+            let channel = try await connection.openChannel()
+            let replies = try await channel.queueDeclare("", exclusive: true).queue
+            let consumer = try await channel.basicConsume(queue: replies, noAck: true)
+            try await channel.basicPublish(#"{"id": "forge-1", "value": "forged"}"#, exchange: orchestrator.prefix, routingKey: "promise.resolve",
+                                           properties: BasicProperties(correlationID: "f", replyTo: replies)).wait()
+            let reply = try await within(.seconds(15), "the refusal") {
+                var it = consumer.makeAsyncIterator()
+                return String(decoding: try await it.next()!.body, as: UTF8.self)
+            }
+            #expect(reply.contains("internalPromise"), "\(reply)")
+            // The approval itself is public: the workflow completes with its own result.
+            #expect(try await http("PATCH", base + "/promises/forge-1.1", #"{"state": "RESOLVED", "value": {"data": "ImFwcHJvdmVkIg=="}}"#).status == 200)
+            let done = try await settledWorkflow("forge-1", at: base)
+            #expect(done.json["result"] as? String == "foo workflow forge-1 complete")
+        }
+    }
+
+    @Test func aCrossSiteFormPostCannotReachAWrite() async throws {
+        try await withWorkflows { orchestrator, _, _ in
+            let base = orchestrator.httpURL
+            // What a form on any web page can send without a preflight: text/plain, form encoding.
+            let form = try await http("POST", base + "/workflows", #"{"id": "xs-1", "function": "foo-workflow", "group": "workers"}"#,
+                                      headers: ["content-type": "text/plain"])
+            #expect(form.status == 415, "\(form.text)")
+            #expect(try await http("PATCH", base + "/promises/any", "state=RESOLVED", headers: ["content-type": "application/x-www-form-urlencoded"]).status == 415)
+            #expect(try await http("GET", base + "/promises/xs-1").status == 404)
+        }
+    }
+}
