@@ -36,6 +36,14 @@ public final class Orchestrator: Service {
         self.logger = logger
     }
 
+    /// Who may call the HTTP API: the tokens, and the hosts and origins it answers to.
+    func accessPolicy() -> AccessPolicy {
+        let c = configuration
+        var hosts = c.allowedHosts
+        if hosts.isEmpty, c.tokens.isEmpty, AccessPolicy.isLoopback(c.httpHost) { hosts = AccessPolicy.loopbackNames }
+        return AccessPolicy(tokens: c.tokens, openReady: c.openReady, allowedHosts: hosts, allowedOrigins: c.allowedOrigins)
+    }
+
     /// The HTTP server, if one is configured. A port in use fails the start, with a clear error.
     private func startHTTP(store: SQLiteStore, batcher: WriteBatcher) async throws -> (any Service)? {
         guard let port = configuration.httpPort else { return nil }
@@ -44,7 +52,7 @@ public final class Orchestrator: Service {
                 + "(choose another with --http-port, or --no-http)")
         }
         let api = HTTPAPI(store: store, batcher: batcher, config: configuration, readiness: readiness,
-                          access: AccessPolicy(tokens: configuration.tokens, openReady: configuration.openReady), logger: logger)
+                          access: accessPolicy(), logger: logger)
         return Application(router: api.router(), configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: port)),
                            logger: logger)
     }

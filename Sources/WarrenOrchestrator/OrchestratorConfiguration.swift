@@ -40,6 +40,11 @@ public struct OrchestratorConfiguration: Sendable {
     public var insecure = false
     /// `GET /ready` answers without a token (for probes).
     public var openReady = true
+    /// Host names the HTTP API answers to (empty: any, when it has tokens; loopback names only,
+    /// when it is open on loopback: no web page can reach it through DNS rebinding).
+    public var allowedHosts: Set<String> = []
+    /// Origins of web pages, besides the API's own, that may call it.
+    public var allowedOrigins: Set<String> = []
 
     public init(amqpURL: String = "amqp://guest:guest@localhost:5672/%2f", databasePath: String = "warren.db",
                 prefix: String = "warren") {

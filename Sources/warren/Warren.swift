@@ -63,6 +63,14 @@ struct OrchestratorOptions: ParsableArguments {
     @Flag(name: .customLong("private-ready"), help: "GET /ready needs a token too.")
     var privateReady = false
 
+    @Option(name: .customLong("allowed-hosts"),
+            help: "Host names the HTTP API answers to, comma-separated (WARREN_ALLOWED_HOSTS); an open API on loopback answers to loopback names only.")
+    var allowedHosts = ProcessInfo.processInfo.environment["WARREN_ALLOWED_HOSTS"] ?? ""
+
+    @Option(name: .customLong("allowed-origins"),
+            help: "Origins of web pages, besides the API's own, that may call it, comma-separated (WARREN_ALLOWED_ORIGINS).")
+    var allowedOrigins = ProcessInfo.processInfo.environment["WARREN_ALLOWED_ORIGINS"] ?? ""
+
     @Option(name: .customLong("max-message-bytes"),
             help: "The largest message Warren sends; at most the broker's max_message_size (WARREN_MAX_MESSAGE_BYTES).")
     var maximumMessageBytes = Int(ProcessInfo.processInfo.environment["WARREN_MAX_MESSAGE_BYTES"] ?? "") ?? (16 << 20)
@@ -109,6 +117,8 @@ struct OrchestratorOptions: ParsableArguments {
         }
         config.insecure = insecure
         config.openReady = !privateReady
+        config.allowedHosts = Set(allowedHosts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+        config.allowedOrigins = Set(allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         config.maximumAttempts = maximumAttempts
         let orchestrator = Orchestrator(configuration: config, logger: Logger(label: "warren.orchestrator"))
         let group = ServiceGroup(services: [orchestrator], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "warren"))

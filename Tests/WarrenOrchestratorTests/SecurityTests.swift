@@ -134,6 +134,27 @@ struct SecurityTests {
         }
     }
 
+    @Test func anOpenAPIAnswersOnlyToLoopbackNamesAndItsOwnPages() async throws {
+        try await withWorkflows { orchestrator, _, _ in
+            let url = orchestrator.httpURL + "/promises"
+            func status(_ headers: [String]) async throws -> String {
+                try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}"] + headers.flatMap { ["-H", $0] } + [url]).output
+            }
+            // DNS rebinding: a page of evil.example whose name now points at 127.0.0.1.
+            let rebound = try await status(["Host: evil.example:\(orchestrator.httpPort)"])
+            // A page of another origin calling the API from the user's browser, or a sandboxed one.
+            let foreign = try await status(["Origin: http://evil.example"])
+            let sandboxed = try await status(["Origin: null"])
+            // Its own pages, and loopback names, are fine; /health answers anyone.
+            let own = try await status(["Origin: http://127.0.0.1:\(orchestrator.httpPort)"])
+            let localhost = try await status(["Host: localhost:\(orchestrator.httpPort)"])
+            #expect(rebound == "403" && foreign == "403" && sandboxed == "403")
+            #expect(own == "200" && localhost == "200")
+            #expect(try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example",
+                                                    orchestrator.httpURL + "/health"]).output == "200")
+        }
+    }
+
     @Test func aCrossSiteFormPostCannotReachAWrite() async throws {
         try await withWorkflows { orchestrator, _, _ in
             let base = orchestrator.httpURL

@@ -66,7 +66,38 @@ struct AccessPolicy: Sendable {
     /// `GET /ready` answers without a token (for load balancers and orchestrators' probes).
     let openReady: Bool
 
+    /// Host names (without port) the API answers to; empty for any. An open API on loopback
+    /// answers only to loopback names, so that a web page cannot reach it through DNS rebinding.
+    var allowedHosts: Set<String> = []
+    /// Origins (`scheme://host[:port]`) whose pages may call the API besides its own.
+    var allowedOrigins: Set<String> = []
+
     var isOpen: Bool { tokens.isEmpty }
+
+    /// Refuses (403) a request whose `Host` is not one the API answers to, or that comes from a
+    /// page of another origin (a browser's `Origin`), unless that origin is allowed.
+    func checkHostAndOrigin(host: String?, origin: String?) throws(HTTPProblem) {
+        let hostName = host.map(Self.hostName(ofAuthority:))
+        if !allowedHosts.isEmpty {
+            guard let hostName, allowedHosts.contains(hostName) else {
+                throw HTTPProblem(.forbidden, "forbidden", "the Host '\(host ?? "")' is not one this API answers to "
+                    + "(--allowed-hosts; on an open API, loopback names only)")
+            }
+        }
+        guard let origin else { return }  // not a browser, or a same-origin GET
+        if allowedOrigins.contains(origin) { return }
+        // A page of the API's own origin (the approval page) may call it.
+        let originAuthority = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? ""
+        if let host, originAuthority.lowercased() == host.lowercased() { return }
+        throw HTTPProblem(.forbidden, "forbidden", "requests from pages of '\(origin)' are not allowed (--allowed-origins)")
+    }
+
+    /// `example.com` from `example.com:8001`, `[::1]` from `[::1]:8001`.
+    static func hostName(ofAuthority authority: String) -> String {
+        let a = authority.lowercased()
+        if a.hasPrefix("["), let end = a.firstIndex(of: "]") { return String(a[...end]) }
+        return a.split(separator: ":", maxSplits: 1).first.map(String.init) ?? a
+    }
 
     /// Who the caller is: the token its `Authorization: Bearer …` names, `nil` when the API is
     /// open; throws 401 when a token is needed and missing or unknown.
@@ -109,4 +140,7 @@ struct AccessPolicy: Sendable {
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
+
+    /// The names an open API on loopback answers to.
+    static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "[::1]"]
 }

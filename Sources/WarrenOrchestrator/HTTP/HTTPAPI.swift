@@ -89,6 +89,10 @@ struct HTTPAPI: Sendable {
     /// so that no cross-site form (which can only send `text/plain` and form encodings without a
     /// preflight) can reach them.
     private func authorize(_ method: String, _ path: String, _ request: Request) throws(HTTPProblem) -> AccessToken? {
+        if path != "/health" {
+            try access.checkHostAndOrigin(host: request.head.authority ?? request.headers[HTTPField.Name("Host")!],
+                                          origin: request.headers[HTTPField.Name("Origin")!])
+        }
         if method != "GET" {
             let type = request.headers[.contentType]?.lowercased() ?? ""
             guard type.hasPrefix("application/json") || (path == "/outbox/retry" && type.isEmpty) else {
