@@ -4,6 +4,8 @@ import Foundation
 import Glibc
 #endif
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import Logging
 import ServiceLifecycle
 import WarrenStore
@@ -53,8 +55,13 @@ public final class Orchestrator: Service {
         }
         let api = HTTPAPI(store: store, batcher: batcher, config: configuration, readiness: readiness,
                           access: accessPolicy(), logger: logger)
-        return Application(router: api.router(), configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: port)),
-                           logger: logger)
+        // Idle connections are closed after `httpIdleTimeout`, and at most `maximumHTTPConnections` are open.
+        let open = ConnectionLimiter.Counter()
+        let maximum = configuration.maximumHTTPConnections
+        let server = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [ConnectionLimiter(sharing: open, maximum: maximum)], idleTimeout: .seconds(configuration.httpIdleTimeout)))
+        return Application(router: api.router(), server: server,
+                           configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: port)), logger: logger)
     }
 
     public func run() async throws {

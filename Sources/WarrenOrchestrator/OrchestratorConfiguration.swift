@@ -43,6 +43,10 @@ public struct OrchestratorConfiguration: Sendable {
     /// Host names the HTTP API answers to (empty: any, when it has tokens; loopback names only,
     /// when it is open on loopback: no web page can reach it through DNS rebinding).
     public var allowedHosts: Set<String> = []
+    /// The most HTTP connections open at once; one more is closed as soon as it is accepted.
+    public var maximumHTTPConnections = 512
+    /// How long an HTTP connection may sit idle before it is closed, in seconds.
+    public var httpIdleTimeout: Int64 = 60
     /// Origins of web pages, besides the API's own, that may call it.
     public var allowedOrigins: Set<String> = []
 

@@ -63,6 +63,12 @@ struct OrchestratorOptions: ParsableArguments {
     @Flag(name: .customLong("private-ready"), help: "GET /ready needs a token too.")
     var privateReady = false
 
+    @Option(name: .customLong("max-http-connections"), help: "HTTP connections open at once; one more is closed at once.")
+    var maximumHTTPConnections = 512
+
+    @Option(name: .customLong("http-idle-timeout"), help: "Seconds an HTTP connection may sit idle before it is closed.")
+    var httpIdleTimeout: Int64 = 60
+
     @Option(name: .customLong("allowed-hosts"),
             help: "Host names the HTTP API answers to, comma-separated (WARREN_ALLOWED_HOSTS); an open API on loopback answers to loopback names only.")
     var allowedHosts = ProcessInfo.processInfo.environment["WARREN_ALLOWED_HOSTS"] ?? ""
@@ -117,6 +123,11 @@ struct OrchestratorOptions: ParsableArguments {
         }
         config.insecure = insecure
         config.openReady = !privateReady
+        guard maximumHTTPConnections >= 1, httpIdleTimeout >= 1 else {
+            throw CLIError("--max-http-connections and --http-idle-timeout must be at least 1", code: 64)
+        }
+        config.maximumHTTPConnections = maximumHTTPConnections
+        config.httpIdleTimeout = httpIdleTimeout
         config.allowedHosts = Set(allowedHosts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
         config.allowedOrigins = Set(allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         config.maximumAttempts = maximumAttempts

@@ -155,6 +155,53 @@ struct SecurityTests {
         }
     }
 
+    /// A TCP connection to `port` on loopback, with a 5 s receive timeout.
+    static func connect(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { throw TestFailure("connect failed") }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// 0 when the server closed the socket, -1 when 5 s passed with it open.
+    static func readUntilClosed(_ fd: Int32) -> Int {
+        var byte: UInt8 = 0
+        return read(fd, &byte, 1)
+    }
+
+    @Test func openConnectionsAreCapped() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        defer { orchestrator.remove() }
+        // Idle connections would wait 30 s: only the cap can close one within the 5 s read.
+        try await orchestrator.start(["--max-http-connections", "4", "--http-idle-timeout", "30"])
+        let held = try (0..<4).map { _ in try Self.connect(orchestrator.httpPort) }
+        // Accepted after them (the backlog is first in, first out): closed as soon as accepted.
+        let fifth = try Self.connect(orchestrator.httpPort)
+        #expect(Self.readUntilClosed(fifth) == 0, "the fifth connection was not closed")
+        close(fifth)
+        held.forEach { close($0) }
+        try await within(.seconds(10), "a request once the places are free") {
+            while (try? await http("GET", orchestrator.httpURL + "/health"))?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
+    @Test func idleConnectionsAreClosed() async throws {
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        defer { orchestrator.remove() }
+        try await orchestrator.start(["--http-idle-timeout", "1"])
+        let idle = try Self.connect(orchestrator.httpPort)
+        #expect(Self.readUntilClosed(idle) == 0, "an idle connection stayed open past the idle timeout")
+        close(idle)
+        _ = await orchestrator.kill(SIGTERM)
+    }
+
     @Test func aCrossSiteFormPostCannotReachAWrite() async throws {
         try await withWorkflows { orchestrator, _, _ in
             let base = orchestrator.httpURL

@@ -144,3 +144,39 @@ struct AccessPolicy: Sendable {
     /// The names an open API on loopback answers to.
     static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "[::1]"]
 }
+
+import NIOCore
+import Synchronization
+
+/// Caps the HTTP server's open connections: one past the cap is closed as soon as it is
+/// accepted, so that a client holding many sockets open cannot starve the others (idle ones are
+/// closed after the idle timeout).
+final class ConnectionLimiter: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    private let open: Counter
+    private let maximum: Int
+    private let counted = Atomic<Bool>(false)
+
+    /// The count one server's limiters share.
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+        init() {}
+    }
+
+    init(sharing open: Counter, maximum: Int) {
+        self.open = open
+        self.maximum = maximum
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        counted.store(true, ordering: .relaxed)
+        if open.value.add(1, ordering: .relaxed).newValue > maximum {
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if counted.exchange(false, ordering: .relaxed) { open.value.subtract(1, ordering: .relaxed) }
+    }
+}
