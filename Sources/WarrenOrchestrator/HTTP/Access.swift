@@ -157,6 +157,7 @@ final class ConnectionLimiter: ChannelInboundHandler, RemovableChannelHandler, S
     private let open: Counter
     private let maximum: Int
     private let counted = Atomic<Bool>(false)
+    private let over = Atomic<Bool>(false)
 
     /// The count one server's limiters share.
     final class Counter: Sendable {
@@ -171,9 +172,18 @@ final class ConnectionLimiter: ChannelInboundHandler, RemovableChannelHandler, S
 
     func handlerAdded(context: ChannelHandlerContext) {
         counted.store(true, ordering: .relaxed)
-        if open.value.add(1, ordering: .relaxed).newValue > maximum {
+        let over = open.value.add(1, ordering: .relaxed).newValue > maximum
+        self.over.store(over, ordering: .relaxed)
+        // Added while the pipeline is set up, before the channel is active: close it once active.
+        if over, context.channel.isActive { context.close(promise: nil) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if over.load(ordering: .relaxed) {
             context.close(promise: nil)
+            return
         }
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
