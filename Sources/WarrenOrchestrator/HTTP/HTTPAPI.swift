@@ -111,7 +111,7 @@ struct HTTPAPI: Sendable {
         case ("GET", "/promises"), ("GET", "/promises/{id}"): try access.require(caller, [.workflows, .approve], for: "read promises")
         case ("PATCH", "/promises/{id}"): try access.require(caller, [.approve], for: "settle promises")
         case ("GET", "/ready"): break
-        default: try access.require(caller, [], for: "use the operator's routes")
+        default: try access.require(caller, [.admin], for: "use the operator's routes")
         }
         return caller
     }
