@@ -50,6 +50,16 @@ struct HardeningTests {
         if r.status != 0 { throw TestFailure("sqlite failed: \(r.output)") }
     }
 
+    /// A trigger that makes SQLite refuse `operation` (INSERT or UPDATE) of promise `id`, as a
+    /// corrupt index or a bug would, or run `body` instead of refusing.
+    static func fault(_ database: String, _ operation: String, of id: String,
+                      body: String = "SELECT RAISE(ABORT, 'injected fault')") async throws {
+        try await sql(database, """
+            CREATE TRIGGER fault_\(operation.lowercased())_\(id.replacingOccurrences(of: "-", with: "_"))
+            BEFORE \(operation) ON promises WHEN NEW.id = '\(id)' BEGIN \(body); END;
+            """)
+    }
+
     /// The dead letters of an orchestrator's prefix, with their `x-warren-error` (or `x-death` reason).
     static func deadLetters(_ h: Harness, count: Int) async throws -> [(routingKey: String, reason: String, body: [UInt8])] {
         let dead = try await h.channel.basicConsume(queue: h.orchestrator.prefix + ".dead")
@@ -71,10 +81,7 @@ struct HardeningTests {
     @Test func aCommandTheDatabaseRefusesFailsAloneAndItsBatchCommits() async throws {
         try await Harness.with { h in
             // A real SQLite failure for one id: a trigger, as a corrupt index or a bug would fail.
-            try await Self.sql(h.orchestrator.database, """
-                CREATE TRIGGER poison BEFORE INSERT ON promises WHEN NEW.id = 'poison'
-                BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
-                """)
+            try await Self.fault(h.orchestrator.database, "INSERT", of: "poison")
             let replies = try await Replies(h)
             // Published back to back so that they share a batch.
             let confirmations = try ["before", "poison", "after"].map { id in
@@ -108,10 +115,8 @@ struct HardeningTests {
         do {
             // Applying 'stuck' never finishes (a trigger computes for minutes): the orchestrator is
             // killed while it holds it, as a crash in the middle of a command would stop it.
-            try await Self.sql(h.orchestrator.database, """
-                CREATE TRIGGER slow BEFORE INSERT ON promises WHEN NEW.id = 'stuck'
-                BEGIN SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000000) SELECT x FROM c); END;
-                """)
+            try await Self.fault(h.orchestrator.database, "INSERT", of: "stuck", body:
+                "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000000) SELECT x FROM c)")
             try await h.publish("promise.create", #"{"id": "stuck", "timeout": "1h"}"#)
             let queue = h.orchestrator.prefix + ".orchestrator"
             // --max-attempts 2: the first delivery and two counted redeliveries stop it; the next is set aside.
@@ -144,10 +149,7 @@ struct HardeningTests {
 
     @Test func aTimerWhoseConsequencesCannotBeWrittenFailsAloneAndTheOthersFire() async throws {
         try await Harness.with { h in
-            try await Self.sql(h.orchestrator.database, """
-                CREATE TRIGGER stuck_timer BEFORE UPDATE ON promises WHEN NEW.id = 'bad-timer'
-                BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
-                """)
+            try await Self.fault(h.orchestrator.database, "UPDATE", of: "bad-timer")
             let due = Int64(Date().timeIntervalSince1970 * 1000) + 800
             // The bad one is due first, so that it heads every batch of due timers.
             try await h.amqpPublish("promise.create", #"{"id": "bad-timer", "timeout": \#(due)}"#)

@@ -87,15 +87,6 @@ public final class SQLiteStore: PromiseStore {
         }
     }
 
-    /// A synchronous read, for tools and tests that are not async.
-    public func readSync<T>(_ body: (any StoreReader) throws -> T) throws -> T {
-        do {
-            return try pool.read { db in try body(SQLiteTransaction(db: db, limits: limits)) }
-        } catch let e as DatabaseError {
-            throw Self.storeError(e)
-        }
-    }
-
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
