@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "AMQP", targets: ["AMQP"]),
         .library(name: "WarrenStore", targets: ["WarrenStore"]),
         .library(name: "Warren", targets: ["Warren"]),
+        .library(name: "WarrenContract", targets: ["WarrenContract"]),
         .executable(name: "warren", targets: ["warren"]),
     ],
     dependencies: [
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // rabbitmq-c (librabbitmq-dev), seen through a module map and a small shim header.
@@ -51,6 +53,12 @@ let package = Package(
             name: "AMQPTests",
             dependencies: ["AMQP", "WarrenTestSupport"]
         ),
+        // What the SDK, the orchestrator and the CLI agree on beyond the AMQP messages: signed
+        // approval links (HMAC-SHA256, swift-crypto).
+        .target(
+            name: "WarrenContract",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
         // The durable promise store: promises, tasks, timers and the outbox in one SQLite file.
         // Knows nothing of AMQP.
         .target(
@@ -63,7 +71,7 @@ let package = Package(
         .target(
             name: "WarrenOrchestrator",
             dependencies: [
-                "AMQP", "WarrenStore",
+                "AMQP", "WarrenStore", "WarrenContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -75,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenOrchestrator", "WarrenStore",
+                "WarrenOrchestrator", "WarrenStore", "WarrenContract",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -84,7 +92,7 @@ let package = Package(
         .target(
             name: "Warren",
             dependencies: [
-                "AMQP",
+                "AMQP", "WarrenContract",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -140,7 +148,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenTestSupport"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenContract", "WarrenTestSupport"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

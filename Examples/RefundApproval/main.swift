@@ -6,6 +6,10 @@
 //   refund-approval worker                       serve the `refund` workflow (group "refunds")
 //   refund-approval start <id> <customer> <amount>  start one and print its outcome
 //
+// The manager gets a signed link (approve or reject, until the deadline) when the worker has a
+// link key (WARREN_LINK_URL, WARREN_LINK_KEY: docs/http.md#approval-links), else a pointer to the
+// approval page.
+//
 // Environment: WARREN_AMQP_URL, WARREN_PREFIX, REFUND_DEADLINE (default 24h),
 // REFUND_REMINDER (default 4h), REFUND_AUTO_LIMIT (default 100), REFUND_HOLD (the wait between an
 // approval and the payment, default 1h).
@@ -52,9 +56,9 @@ let hold = duration("REFUND_HOLD", .seconds(3600))
     say("paid \(r.amount) to \(r.customer) for \(r.id)")
     return "paid"
 }
-@Sendable func notifyManager(_ ctx: Context, _ promiseID: String) async throws -> String {
-    say("manager notified: approve or reject \(promiseID) on the approval page")
-    return promiseID
+@Sendable func notifyManager(_ ctx: Context, _ how: String) async throws -> String {
+    say("manager notified: \(how)")
+    return how
 }
 @Sendable func remind(_ ctx: Context, _ n: Int) async throws -> Int {
     say("reminder \(n) sent to the manager")
@@ -79,7 +83,10 @@ let hold = duration("REFUND_HOLD", .seconds(3600))
     let approval = try await ctx.promise(timeout: deadline, tags: [
         "human": "true", "title": "Refund \(amount) to \(r.customer) (\(r.id))",
     ])
-    try await ctx.run(notifyManager, approval.id, name: "notifyManager")
+    // A signed link that settles this approval only, until the deadline (the promise's timeout).
+    let how = ctx.canSignLinks ? "approve or reject at \(try approval.link(outcomes: ["approved", "rejected"]))"
+        : "approve or reject \(approval.id) on the approval page"
+    try await ctx.run(notifyManager, how, name: "notifyManager")
     var decision: String?
     do {
         // Remind the manager while waiting; each wait is a durable timer raced with the decision.
@@ -96,6 +103,10 @@ let hold = duration("REFUND_HOLD", .seconds(3600))
         try await ctx.run(escalate, r, name: "escalate")
         return "refund \(r.id): no decision by the deadline, escalated"
     } catch let e as WarrenError where e.code == .failed {
+        // Rejected on the approval page (or by any client).
+        decision = "rejected"
+    }
+    if decision == "rejected" {  // through the link, or the approval page
         try await ctx.run(tellCustomer, "refund \(r.id) was declined", name: "tellCustomer")
         return "refund \(r.id): rejected by the manager"
     }

@@ -23,6 +23,12 @@ public final class Context: Sendable {
     /// Where finished steps go while the run goes on (the task's version and this worker), or
     /// `nil` (a replay against a given history, in tests).
     let progress: ProgressReporter?
+    /// Signs approval links, if the worker has a key.
+    let links: LinkSigner?
+
+    /// Whether this worker can sign approval links (``DurablePromise/link(outcomes:expires:)``):
+    /// it was given the orchestrator's address and a link key.
+    public var canSignLinks: Bool { links != nil }
 
     /// How long finished steps may wait for the report before they are sent on their own.
     static let progressInterval: Duration = .seconds(1)
@@ -43,8 +49,10 @@ public final class Context: Sendable {
     }
     private let state: Mutex<State>
 
-    init(id: String, history: [PromiseSnapshot], retry: TaskRetryInfo? = nil, messenger: Messenger, progress: ProgressReporter? = nil) {
+    init(id: String, history: [PromiseSnapshot], retry: TaskRetryInfo? = nil, messenger: Messenger, links: LinkSigner? = nil,
+         progress: ProgressReporter? = nil) {
         self.id = id
+        self.links = links
         self.messenger = messenger
         self.retry = retry
         self.progress = progress
@@ -374,6 +382,25 @@ public struct DurablePromise: Sendable {
     /// Read it only through recorded calls (``Context/wait(for:atMost:as:)``): it may differ
     /// on a replay.
     public var isSettled: Bool { snapshot.isSettled }
+
+    /// A signed link that settles this promise: opening it shows a confirmation page on the
+    /// orchestrator (it settles nothing: mail scanners open links), whose buttons resolve the
+    /// promise with the outcome's name (`"approved"`). It works for this promise only, only
+    /// until `expires` (by default the promise's own timeout) and only while the promise is
+    /// pending. Made from the promise's id and timeout alone, it is the same on every replay.
+    ///
+    /// ```swift
+    /// let approval = try await ctx.promise(tags: ["human": "true", "title": "Refund 120 EUR to Ada"])
+    /// try await ctx.run(sendEmail, try approval.link(), name: "sendEmail")
+    /// let decision: String = try await approval.value()   // "approved" or "rejected"
+    /// ```
+    ///
+    /// The worker needs the orchestrator's public address and a link key it holds
+    /// (`WARREN_LINK_URL`, `WARREN_LINK_KEY`; see docs/http.md#approval-links).
+    public func link(outcomes: [String] = ["approved", "rejected"], expires: Date? = nil) throws -> String {
+        let expiry = expires.map { Int64($0.timeIntervalSince1970 * 1000) } ?? snapshot.timeout
+        return try Warren.link(context?.links, id, outcomes: outcomes, expires: expiry)
+    }
 
     /// The value the promise was resolved with. While it is pending, the workflow suspends here:
     /// the worker lets go of it, and a worker continues from this line once it settles.

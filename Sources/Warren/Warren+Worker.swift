@@ -107,7 +107,7 @@ extension Warren {
     private func runTask(_ message: Wire.TaskMessage) async throws {
         let task = message.task
         let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param?.data)
-        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger,
+        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger, links: links,
                           progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, messenger: messenger))
         var outcome: (kind: String, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {

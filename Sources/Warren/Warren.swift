@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+@_exported import WarrenContract
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -30,6 +31,8 @@ public final class Warren: Service {
     /// The runs that may outlast `leaseAfter`.
     let leases = LeaseKeeper()
     let logger: Logger
+    /// Signs approval links (``DurablePromise/link(outcomes:expires:)``), if configured.
+    public let links: LinkSigner?
     typealias Function = @Sendable (Context, String) async throws -> String
     let functions = Mutex<[String: Function]>([:])
 
@@ -43,9 +46,21 @@ public final class Warren: Service {
     ///     by default).
     ///   - lease: how long a lease lasts without renewal: if the worker dies during a long run,
     ///     another worker gets the task this long after its last renewal. Renewed every third of it.
+    ///   - links: signs approval links: the orchestrator's public address and a key it holds
+    ///     (`warren serve --link-keys-file`). By default from the environment (`WARREN_LINK_URL`,
+    ///     and `WARREN_LINK_KEY` or `WARREN_LINK_KEY_FILE`); without it, `link` throws.
     public init(url: String, group: String = "workers", prefix: String = "warren", concurrency: Int = 16,
-                leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60),
+                leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60), links: LinkSigner? = nil,
                 logger: Logger = Logger(label: "warren.worker")) async throws {
+        if let links {
+            self.links = links
+        } else {
+            do {
+                self.links = try LinkSigner.fromEnvironment()
+            } catch {
+                throw WarrenError(.configuration, "approval links: \(error.message)")
+            }
+        }
         self.group = group
         self.leaseAfter = max(leaseAfter, .milliseconds(100))
         self.lease = max(lease, .milliseconds(300))
@@ -121,6 +136,25 @@ public final class Warren: Service {
             ("group", Wire.quote(target)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
             ("subscribe", subscribe ? "true" : nil),
         ])
+    }
+
+    /// A signed approval link for promise `id` (one made with `promises.create`, or by a
+    /// workflow): whoever opens it can settle that promise with one of `outcomes`, until
+    /// `expires`. See ``DurablePromise/link(outcomes:expires:)``.
+    public func link(for id: String, outcomes: [String] = ["approved", "rejected"], expires: Date) throws -> String {
+        try Self.link(links, id, outcomes: outcomes, expires: Int64(expires.timeIntervalSince1970 * 1000))
+    }
+
+    static func link(_ signer: LinkSigner?, _ id: String, outcomes: [String], expires: Int64) throws -> String {
+        guard let signer else {
+            throw WarrenError(.configuration, "approval links need WARREN_LINK_URL and WARREN_LINK_KEY (or the links: parameter "
+                + "of Warren(url:…)), with a key the orchestrator holds (warren serve --link-keys-file)")
+        }
+        do {
+            return try signer.link(promiseID: id, outcomes: outcomes, expires: expires)
+        } catch {
+            throw WarrenError(.configuration, "approval link for \(id): \(error.message)")
+        }
     }
 
     /// The promise operations of the client.

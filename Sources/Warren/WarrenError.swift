@@ -17,6 +17,8 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         public static let timedOut = Code(raw: "timedOut")
         /// The promise was canceled.
         public static let canceled = Code(raw: "canceled")
+        /// Warren is not configured for what was asked (approval links without a key).
+        public static let configuration = Code(raw: "configuration")
     }
 
     public var code: Code

@@ -1,3 +1,4 @@
+import WarrenContract
 import WarrenStore
 
 /// How an orchestrator runs: where its broker and database are, and the names it uses.
@@ -49,6 +50,10 @@ public struct OrchestratorConfiguration: Sendable {
     public var httpIdleTimeout: Int64 = 60
     /// Origins of web pages, besides the API's own, that may call it.
     public var allowedOrigins: Set<String> = []
+    /// The keys whose approval links (`/approve/…`) the HTTP API accepts; none accepts no link.
+    /// Several at once, for rotation: workers sign with the newest, links signed with the older
+    /// ones work until they expire or their key is removed.
+    public var linkKeys: [LinkKey] = []
 
     public init(amqpURL: String = "amqp://guest:guest@localhost:5672/%2f", databasePath: String = "warren.db",
                 prefix: String = "warren") {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WarrenContract
 import WarrenStore
 
 // The commands that talk to a running orchestrator's HTTP API, and `migrate`.
@@ -8,7 +9,7 @@ struct PromisesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "promises",
         abstract: "Look at, create and settle durable promises.",
-        subcommands: [Get.self, Create.self, Resolve.self, Reject.self, Cancel.self, Search.self])
+        subcommands: [Get.self, Create.self, Resolve.self, Reject.self, Cancel.self, Search.self, Link.self])
 
     static let header = ["ID", "STATE", "CREATED", "TIMEOUT", "VALUE", "TAGS"]
 
@@ -49,6 +50,51 @@ struct PromisesCommand: AsyncParsableCommand {
             if let data { body["param"] = ["data": try encodeData(data, "--data")] }
             try await reporting {
                 show(try await options.client.send("POST", "/promises", body: body, headers: key.map { ["idempotency-key": $0] } ?? [:]), options)
+            }
+        }
+    }
+
+    struct Link: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a signed approval link for a promise (docs/http.md#approval-links).",
+            discussion: """
+                Signs with the key in WARREN_LINK_KEY ('KEY-ID SECRET', or the file WARREN_LINK_KEY_FILE), which the
+                orchestrator must hold (--link-keys-file); the link points at WARREN_LINK_URL (default: --server).
+                The link works until --expires (default: the promise's timeout), and only while the promise is pending.
+                Example:
+                  warren promises link approval-7 --outcomes approved,rejected --expires 48h
+                """)
+        @Argument(help: "The promise's id.") var id: String
+        @Option(help: "The outcomes the link offers, comma-separated; each resolves the promise with its name.") var outcomes = "approved,rejected"
+        @Option(help: "How long the link works: 90s, 15m, 24h, 7d (default: until the promise's timeout).") var expires: String?
+        @OptionGroup var options: ClientOptions
+        func run() async throws {
+            try await reporting {
+                var env = ProcessInfo.processInfo.environment
+                if env["WARREN_LINK_URL"] == nil { env["WARREN_LINK_URL"] = options.server }
+                let signer: LinkSigner
+                do {
+                    guard let s = try LinkSigner.fromEnvironment(env) else {
+                        throw CLIError("set WARREN_LINK_KEY ('KEY-ID SECRET', a key the orchestrator holds) or WARREN_LINK_KEY_FILE", code: 64)
+                    }
+                    signer = s
+                } catch let e as LinkError {
+                    throw CLIError(e.message, code: 64)
+                }
+                // The promise must exist; its timeout is the link's default expiry.
+                let promise = try await options.client.send("GET", "/promises/" + Get.escape(id)) as? [String: Any] ?? [:]
+                let expiry: Int64
+                if let expires {
+                    expiry = Int64(Date().timeIntervalSince1970 * 1000) + (try parseDuration(expires))
+                } else {
+                    expiry = (promise["timeout"] as? NSNumber)?.int64Value ?? Int64(Date().timeIntervalSince1970 * 1000) + 86_400_000
+                }
+                do {
+                    let link = try signer.link(promiseID: id, outcomes: outcomes.split(separator: ",").map(String.init), expires: expiry)
+                    if options.json { printJSON(["link": link, "expires": expiry]) } else { print(link) }
+                } catch let e as LinkError {
+                    throw CLIError(e.message, code: 64)
+                }
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import WarrenContract
 import WarrenOrchestrator
 
 /// The `warren` command.
@@ -56,6 +57,10 @@ struct OrchestratorOptions: ParsableArguments {
     @Option(name: .customLong("tokens-file"),
             help: "Bearer tokens for the HTTP API, one per line: NAME SCOPE[,SCOPE] SECRET (WARREN_TOKENS_FILE; or the tokens themselves in WARREN_TOKENS, ';'-separated).")
     var tokensFile = ProcessInfo.processInfo.environment["WARREN_TOKENS_FILE"]
+
+    @Option(name: .customLong("link-keys-file"),
+            help: "Keys whose signed approval links the HTTP API accepts, one per line: KEY-ID SECRET (WARREN_LINK_KEYS_FILE; or the keys themselves in WARREN_LINK_KEYS, ';'-separated).")
+    var linkKeysFile = ProcessInfo.processInfo.environment["WARREN_LINK_KEYS_FILE"]
 
     @Flag(help: "Serve the HTTP API without tokens beyond loopback (only behind a proxy that authenticates).")
     var insecure = false
@@ -120,6 +125,18 @@ struct OrchestratorOptions: ParsableArguments {
             config.tokens = try AccessToken.parse(tokenText)
         } catch let e as OrchestratorError {
             throw CLIError(e.description, code: 64)
+        }
+        var linkKeyText = ProcessInfo.processInfo.environment["WARREN_LINK_KEYS"] ?? ""
+        if let linkKeysFile {
+            guard let text = try? String(contentsOfFile: linkKeysFile, encoding: .utf8) else {
+                throw CLIError("cannot read the link keys file '\(linkKeysFile)'", code: 64)
+            }
+            linkKeyText += "\n" + text
+        }
+        do {
+            config.linkKeys = try LinkKey.parse(linkKeyText)
+        } catch {
+            throw CLIError(error.description, code: 64)
         }
         config.insecure = insecure
         config.openReady = !privateReady

@@ -94,44 +94,57 @@ struct ProductTests {
         let orchestrator = OrchestratorProcess(url: try brokerURL())
         let dir = NSTemporaryDirectory() + "warren-orchestrator-tests"
         let (workerLog, gatewayLog) = (dir + "/\(orchestrator.prefix)-hitl-worker.log", dir + "/\(orchestrator.prefix)-hitl-gateway.log")
+        let keys = orchestrator.database + ".link-keys"
         var pids: [pid_t] = []
         defer {
             orchestrator.remove()
             for p in pids where p > 0 { kill(p, SIGKILL) }
-            unlink(workerLog); unlink(gatewayLog)
+            unlink(workerLog); unlink(gatewayLog); unlink(keys)
         }
-        try await orchestrator.start()
+        try "demo hitl-link-secret-0123456789\n".write(toFile: keys, atomically: true, encoding: .utf8)
+        try await orchestrator.start(["--link-keys-file", keys])
         let port = freePort()
         let env = ["WARREN_AMQP_URL": orchestrator.url, "WARREN_PREFIX": orchestrator.prefix, "GATEWAY_PORT": "\(port)",
-                   "GATEWAY_URL": "http://localhost:\(port)"]
+                   "WARREN_LINK_URL": orchestrator.httpURL, "WARREN_LINK_KEY": "demo hitl-link-secret-0123456789"]
+        // Without a link key the worker says what to set and exits 64.
+        let keyless = try await run(productsDirectory + "/hitl-worker", [], environment: ["WARREN_AMQP_URL": orchestrator.url, "WARREN_PREFIX": orchestrator.prefix])
+        #expect(keyless.status == 64 && keyless.output.contains("WARREN_LINK_KEY"), "\(keyless.output)")
         pids.append(try spawn(productsDirectory + "/hitl-worker", [], log: workerLog, environment: env))
         pids.append(try spawn(productsDirectory + "/hitl-gateway", [], log: gatewayLog, environment: env))
         let gateway = "http://127.0.0.1:\(port)"
         try await within(.seconds(30), "the gateway to listen") {
             while (try? await http("GET", gateway + "/unblock-workflow")) == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
-        // Validation: precise 400s.
+        // Validation: precise 400s; a GET never settles (405).
         #expect(try await http("POST", gateway + "/start-workflow", "{}").status == 400)
-        #expect(try await http("GET", gateway + "/unblock-workflow").status == 400)
+        #expect(try await http("POST", gateway + "/unblock-workflow", "{}").status == 400)
+        #expect(try await http("GET", gateway + "/unblock-workflow?promise_id=hitl-001.1").status == 405)
         let started = Task { try await http("POST", gateway + "/start-workflow", #"{"workflow_id": "hitl-001"}"#) }
         let link = try await within(.seconds(30), "the approval link") {
             while true {
                 let text = (try? String(contentsOfFile: workerLog, encoding: .utf8)) ?? ""
-                if let line = text.split(separator: "\n").first(where: { $0.contains("unblock-workflow?promise_id=") }) {
+                if let line = text.split(separator: "\n").first(where: { $0.contains("/approve/") }) {
                     return String(line.split(separator: " ").last!)
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
-        #expect(link == "http://localhost:\(port)/unblock-workflow?promise_id=hitl-001.1")
-        let unblocked = try await http("GET", link.replacingOccurrences(of: "localhost", with: "127.0.0.1"))
-        #expect(unblocked.status == 200 && unblocked.json["message"] as? String == "workflow unblocked")
+        #expect(link.hasPrefix(orchestrator.httpURL + "/approve/hitl-001.1?outcomes=approved,rejected&expires="), "\(link)")
+        // Opening the link shows the confirmation page; the button's POST approves.
+        let page = try await http("GET", link)
+        #expect(page.status == 200 && page.text.contains("Approve workflow hitl-001"), "\(page.text)")
+        let approved = try await http("POST", link, #"{"outcome": "approved"}"#)
+        #expect(approved.status == 200, "\(approved.text)")
         let answer = try await within(.seconds(30), "the workflow's result") { try await started.value }
         #expect(answer.status == 200 && answer.json["message"] as? String == "foo workflow hitl-001 complete", "\(answer.text)")
         // The link again: the first outcome won.
-        #expect(try await http("GET", link.replacingOccurrences(of: "localhost", with: "127.0.0.1")).status == 409)
+        #expect(try await http("POST", link, #"{"outcome": "rejected"}"#).status == 409)
+        // The gateway settles a promise whose id a system holds, through POST.
+        #expect(try await http("POST", orchestrator.httpURL + "/promises", #"{"id": "sys-1", "timeout": 4102444800000}"#).status == 201)
+        let unblocked = try await http("POST", gateway + "/unblock-workflow", #"{"promise_id": "sys-1"}"#)
+        #expect(unblocked.status == 200 && unblocked.json["message"] as? String == "workflow unblocked", "\(unblocked.text)")
         let log = (try? String(contentsOfFile: workerLog, encoding: .utf8)) ?? ""
-        #expect(log.contains("unblocked, promise resolved with human_approval"), "\(log)")
+        #expect(log.contains("unblocked, promise resolved with approved"), "\(log)")
         _ = await orchestrator.kill(SIGTERM)
     }
 
@@ -175,23 +188,52 @@ struct ProductTests {
         _ = await orchestrator.kill(SIGTERM)
     }
 
-    @Test func theApprovalPageApprovesInARealBrowser() async throws {
+    @Test func theApprovalPageAndASignedLinkApproveInARealBrowser() async throws {
         let browser = packageRoot.path + "/.build/ui-venv/bin/python"
         guard FileManager.default.isExecutableFile(atPath: browser) else {
             throw TestFailure("no browser driver: Scripts/test.sh installs chromium, chromium-driver and selenium (in .build/ui-venv)")
         }
-        try await withWorkflows { orchestrator, worker, _ in
-            let base = orchestrator.httpURL
-            #expect(try await http("POST", base + "/workflows", #"{"id": "ui-1", "function": "foo-workflow", "args": ["ui-1"], "group": "workers"}"#).status == 201)
-            _ = try await worker.line(startingWith: "", containing: "task suspended")
-            // The browser opens /ui, finds the card of ui-1.1, types a comment and clicks Approve.
-            let r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it"])
-            #expect(r.status == 0, "\(r.output)")
-            let done = try await settledWorkflow("ui-1", at: base)
-            #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
-            let approval = try await http("GET", base + "/promises/ui-1.1")
-            #expect((approval.json["value"] as? [String: Any])?["headers"] as? [String: String] == ["comment": "ship it"])
+        // An API that needs tokens: the page asks for one (an approve token) before it lists anything.
+        let orchestrator = OrchestratorProcess(url: try brokerURL())
+        let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
+        let (tokens, keys) = (orchestrator.database + ".tokens", orchestrator.database + ".link-keys")
+        try "ops admin ui-admin-secret-0123456789\nalice approve ui-approver-secret-0123456789\n".write(toFile: tokens, atomically: true, encoding: .utf8)
+        try "k1 ui-link-secret-0123456789\n".write(toFile: keys, atomically: true, encoding: .utf8)
+        defer { orchestrator.remove(); worker.remove(); unlink(tokens); unlink(keys) }
+        try await orchestrator.start(["--tokens-file", tokens, "--link-keys-file", keys])
+        try worker.start(url: orchestrator.url, prefix: orchestrator.prefix,
+                         environment: ["WARREN_LINK_URL": orchestrator.httpURL, "WARREN_LINK_KEY": "k1 ui-link-secret-0123456789"])
+        let base = orchestrator.httpURL, admin = ["authorization": "Bearer ui-admin-secret-0123456789"]
+        func value(_ id: String) async throws -> [String: Any] {
+            try #require(try await http("GET", base + "/promises/" + id, headers: admin).json["value"] as? [String: Any])
         }
+        do {
+            // The approval page: sign in with the approve token, find the card, comment, Approve.
+            #expect(try await http("POST", base + "/workflows", #"{"id": "ui-1", "function": "foo-workflow", "args": ["ui-1"], "group": "workers"}"#,
+                                   headers: admin).status == 201)
+            _ = try await worker.line(startingWith: "", containing: "task suspended")
+            var r = try await run(browser, [packageRoot.path + "/Tests/ui/approve.py", base + "/ui", "ui-1.1", "ship it", "ui-approver-secret-0123456789"])
+            #expect(r.status == 0, "\(r.output)")
+            let done = try await settledWorkflow("ui-1", at: base, headers: admin)
+            #expect(done.json["result"] as? String == "foo workflow ui-1 complete")
+            let headers = try await value("ui-1.1")["headers"] as? [String: String] ?? [:]
+            #expect(headers["comment"] == "ship it" && headers["warren:settled-by"] == "alice" && headers["warren:settled-via"] == "http", "\(headers)")
+
+            // The signed link a workflow mailed: open it (no token), comment, click Approve.
+            #expect(try await http("POST", base + "/workflows", #"{"id": "ui-2", "function": "linked-workflow", "args": ["ui-2"], "group": "workers"}"#,
+                                   headers: admin).status == 201)
+            let link = String(try await worker.line(startingWith: "link: ").dropFirst("link: ".count))
+            r = try await run(browser, [packageRoot.path + "/Tests/ui/approve_link.py", link, "approved", "via the mail"])
+            #expect(r.status == 0, "\(r.output)")
+            let linked = try await settledWorkflow("ui-2", at: base, headers: admin)
+            #expect(linked.json["result"] as? String == "ui-2: approved")
+            let via = try await value("ui-2.1")["headers"] as? [String: String] ?? [:]
+            #expect(via["comment"] == "via the mail" && via["warren:settled-by"] == "link:k1" && via["warren:settled-via"] == "link", "\(via)")
+        } catch {
+            print(orchestrator.logText.suffix(3000), worker.text.suffix(2000))
+            throw error
+        }
+        _ = await orchestrator.kill(SIGTERM)
     }
 
     @Test func theREADMEsPythonExampleResolvesAPromiseWithPika() async throws {

@@ -153,10 +153,10 @@ func withReplaceableWorker(_ body: (OrchestratorProcess, WorkerProcess, WorkerPr
 }
 
 /// Waits until workflow `id` is no longer pending, through the HTTP API at `base`; returns its view.
-func settledWorkflow(_ id: String, at base: String) async throws -> HTTPAnswer {
+func settledWorkflow(_ id: String, at base: String, headers: [String: String] = [:]) async throws -> HTTPAnswer {
     try await within(.seconds(30), "workflow \(id) to complete") {
         while true {
-            let w = try await http("GET", base + "/workflows/" + id)
+            let w = try await http("GET", base + "/workflows/" + id, headers: headers)
             if w.json["state"] as? String != "PENDING" { return w }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -55,6 +55,16 @@ nonisolated func main() async throws {
         FileHandle.standardOutput.write(Data("unblocked: \(decision)\n".utf8))
         return "foo workflow \(workflowID) complete"
     }
+    // A human's approval through a signed link (when the worker has a link key).
+    warren.register("linked-workflow") { (ctx: Context, workflowID: String) async throws -> String in
+        let approval = try await ctx.promise(tags: ["human": "true", "title": "Approve \(workflowID)"])
+        _ = try await ctx.run({ (_: Context, link: String) async throws -> String in
+            FileHandle.standardOutput.write(Data("link: \(link)\n".utf8))
+            return link
+        }, try approval.link(), name: "mailLink")
+        let decision: String = try await approval.value()
+        return "\(workflowID): \(decision)"
+    }
     warren.register("slow-workflow") { (ctx: Context, label: String) async throws -> String in
         let slow = try await ctx.run({ (_: Context, label: String) async throws -> String in
             FileHandle.standardOutput.write(Data("step started: \(label)\n".utf8))

@@ -1,7 +1,11 @@
 // The seed article's gateway, in Swift: Hummingbird on port 5001.
-//   POST /start-workflow {"workflow_id": "hitl-001"}  starts foo-workflow and answers
+//   POST /start-workflow {"workflow_id": "hitl-001"}     starts foo-workflow and answers
 //        {"message": <its result>} when it completes (it waits for the approval);
-//   GET  /unblock-workflow?promise_id=hitl-001.1     resolves the promise with "human_approval".
+//   POST /unblock-workflow {"promise_id": "hitl-001.1"}  resolves the promise with "approved",
+//        for a system that holds the promise id (people approve through the signed link the
+//        worker mails, which never goes through here).
+// Settling is a POST: a GET must never settle anything, since mail scanners and link previews
+// open every link they see. Put your own authentication in front of this gateway.
 //
 //   WARREN_AMQP_URL=amqp://guest:guest@localhost:5672/%2f swift run hitl-gateway
 import Foundation
@@ -12,6 +16,7 @@ import Warren
 let env = ProcessInfo.processInfo.environment
 
 struct StartRequest: Decodable { var workflow_id: String? }
+struct UnblockRequest: Decodable { var promise_id: String? }
 struct Message: ResponseEncodable { var message: String }
 struct ErrorBody: ResponseEncodable { var error: String }
 
@@ -44,11 +49,15 @@ nonisolated func main() async throws {
         }
     }
     router.get("/unblock-workflow") { request, context -> Response in
-        guard let id = request.uri.queryParameters["promise_id"].map(String.init), !id.isEmpty else {
-            return try reply(.badRequest, ErrorBody(error: "add ?promise_id=<the id in the email>"), request, context)
+        try reply(.methodNotAllowed, ErrorBody(error: "settling is a POST with {\"promise_id\": \"…\"}; people approve through the signed link in the email"),
+                  request, context)
+    }
+    router.post("/unblock-workflow") { request, context -> Response in
+        guard let body = try? await request.decode(as: UnblockRequest.self, context: context), let id = body.promise_id, !id.isEmpty else {
+            return try reply(.badRequest, ErrorBody(error: "send {\"promise_id\": \"hitl-001.1\"}"), request, context)
         }
         do {
-            try await warren.promises.resolve(id, value: "human_approval")
+            try await warren.promises.resolve(id, value: "approved")
             return try reply(.ok, Message(message: "workflow unblocked"), request, context)
         } catch let e as WarrenError where e.code == .refused {
             // Already settled (the first outcome wins), or no such promise.

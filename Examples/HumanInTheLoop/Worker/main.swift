@@ -1,8 +1,13 @@
-// The seed article's worker, in Swift on RabbitMQ: `foo-workflow` creates a promise, mails its
-// approval link (printed here), and waits, for as long as it takes, holding no memory and no
-// message, until someone resolves the promise.
+// The seed article's worker, in Swift on RabbitMQ: `foo-workflow` creates a promise, mails a
+// signed approval link for it (printed here), and waits, for as long as it takes, holding no
+// memory and no message, until someone resolves the promise.
 //
-//   WARREN_AMQP_URL=amqp://guest:guest@localhost:5672/%2f swift run hitl-worker
+// The link points at the orchestrator (WARREN_LINK_URL) and is signed with a key it holds
+// (WARREN_LINK_KEY, "KEY-ID SECRET", the same line as in `warren serve --link-keys-file`):
+// opening it shows a confirmation page, and its Approve button settles the promise.
+//
+//   WARREN_AMQP_URL=amqp://guest:guest@localhost:5672/%2f WARREN_LINK_URL=http://localhost:8001 \
+//   WARREN_LINK_KEY="k1 $(cat link-secret)" swift run hitl-worker
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -13,13 +18,11 @@ let env = ProcessInfo.processInfo.environment
 /// Prints a line at once (also into a file or a pipe, where print would buffer it).
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 let amqpURL = env["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
-let gateway = env["GATEWAY_URL"] ?? "http://localhost:5001"
 
 /// A durable step: it runs once, and its result is recorded.
-@Sendable func sendEmail(_ ctx: Context, _ promiseID: String) async throws -> String {
-    let link = "\(gateway)/unblock-workflow?promise_id=\(promiseID)"
+@Sendable func sendEmail(_ ctx: Context, _ link: String) async throws -> String {
     say("Email sent! Please resolve the promise by visiting: \(link)")
-    return "Email sent for promise \(promiseID)"
+    return "Email sent with \(link)"
 }
 
 nonisolated func main() async throws {
@@ -29,10 +32,15 @@ nonisolated func main() async throws {
         return handler
     }
     let warren = try await Warren(url: amqpURL, group: "workers", prefix: env["WARREN_PREFIX"] ?? "warren")
+    guard warren.links != nil else {
+        FileHandle.standardError.write(Data("hitl-worker: set WARREN_LINK_URL (the orchestrator's address) and WARREN_LINK_KEY ('KEY-ID SECRET', a key warren serve holds)\n".utf8))
+        exit(64)
+    }
 
     warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
         let blocking = try await ctx.promise(tags: ["human": "true", "title": "Approve workflow \(workflowID)"])
-        try await ctx.run(sendEmail, blocking.id, name: "sendEmail")
+        // Signed for this promise, until its timeout; the same link on every replay.
+        try await ctx.run(sendEmail, try blocking.link(outcomes: ["approved", "rejected"]), name: "sendEmail")
         say("workflow \(workflowID) blocked, waiting on human interaction")
         // The worker lets go here; any worker continues from this line once it is resolved.
         let data: String = try await blocking.value()

@@ -61,6 +61,7 @@ struct HTTPAPI: Sendable {
         ("POST", "/promises"), ("GET", "/promises"), ("GET", "/promises/{id}"), ("PATCH", "/promises/{id}"),
         ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("GET", "/tasks"), ("GET", "/outbox"), ("POST", "/outbox/retry"),
         ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/ui"),
+        ("GET", "/approve/{id}"), ("POST", "/approve/{id}"),
     ]
 
     func router() -> Router<BasicRequestContext> {
@@ -100,7 +101,8 @@ struct HTTPAPI: Sendable {
             }
         }
         switch path {
-        case "/health", "/openapi.json", "/ui": return nil
+        // A signed link is its own credential (checked by the route).
+        case "/health", "/openapi.json", "/ui", "/approve/{id}": return nil
         case "/ready" where access.openReady: return nil
         default: break
         }
@@ -136,6 +138,8 @@ struct HTTPAPI: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         case ("GET", "/ui"):
             return Response(status: .ok, headers: ApprovalPage.headers, body: ResponseBody(byteBuffer: ByteBuffer(string: ApprovalPage.html)))
+        case ("GET", "/approve/{id}"): return try await linkPage(Self.id(context), request)
+        case ("POST", "/approve/{id}"): return try await settleByLink(Self.id(context), request)
         default:
             throw HTTPProblem(.notFound, "notFound", "no route \(method) \(path)")
         }
@@ -180,7 +184,7 @@ struct HTTPAPI: Sendable {
         return decoded
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         var request = request
         let buffer = try await request.collectBody(upTo: Self.maximumBodyBytes)
         do {
@@ -214,7 +218,7 @@ struct HTTPAPI: Sendable {
         }
     }
 
-    private static func now() -> Int64 { Orchestrator.nowMillis() }
+    static func now() -> Int64 { Orchestrator.nowMillis() }
 
     // MARK: Promises (the specification's routes)
 
@@ -250,6 +254,7 @@ struct HTTPAPI: Sendable {
             // stores exactly what was sent, as the specification's tests expect).
             value.headers["warren:settled-by"] = caller.name
             value.headers["warren:settled-via"] = "http"
+            value.headers["warren:settled-on"] = "\(Self.now())"
         }
         let settle = SettlePromise(id: id, completion: completion, idempotencyKey: Self.header(request, "idempotency-key"),
                                    strict: try Self.strict(request), value: value)

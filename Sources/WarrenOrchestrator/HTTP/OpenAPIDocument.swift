@@ -150,6 +150,42 @@ enum OpenAPIDocument {
     },
     "/ui": {
       "get": {"operationId": "approvalPage", "summary": "The approval page", "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}
+    },
+    "/approve/{id}": {
+      "get": {
+        "operationId": "approvalLinkPage",
+        "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/LinkOutcomes"}, {"$ref": "#/components/parameters/LinkExpires"},
+                       {"$ref": "#/components/parameters/LinkKeyId"}, {"$ref": "#/components/parameters/LinkSignature"}],
+        "summary": "A signed approval link's confirmation page (settles nothing)",
+        "responses": {
+          "200": {"description": "The confirmation page", "content": {"text/html": {"schema": {"type": "string"}}}},
+          "400": {"description": "Malformed link", "content": {"text/html": {"schema": {"type": "string"}}}},
+          "403": {"description": "Altered, forged, or signed with an unknown key", "content": {"text/html": {"schema": {"type": "string"}}}},
+          "404": {"description": "No such promise, or no link keys configured", "content": {"text/html": {"schema": {"type": "string"}}}},
+          "409": {"description": "Already decided", "content": {"text/html": {"schema": {"type": "string"}}}},
+          "410": {"description": "Expired", "content": {"text/html": {"schema": {"type": "string"}}}}
+        }
+      },
+      "post": {
+        "operationId": "settleByLink",
+        "parameters": [{"$ref": "#/components/parameters/Id"}, {"$ref": "#/components/parameters/LinkOutcomes"}, {"$ref": "#/components/parameters/LinkExpires"},
+                       {"$ref": "#/components/parameters/LinkKeyId"}, {"$ref": "#/components/parameters/LinkSignature"}],
+        "summary": "Settle the link's promise with one of its outcomes (resolves with the outcome's name)",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+          "type": "object", "required": ["outcome"],
+          "properties": {"outcome": {"type": "string"}, "comment": {"type": "string", "maxLength": 2000}}
+        }}}},
+        "responses": {
+          "200": {"description": "Settled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Promise"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "410": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "415": {"$ref": "#/components/responses/Error"}
+        }
+      }
     }
   },
   "components": {
@@ -160,7 +196,11 @@ enum OpenAPIDocument {
       "Id": {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
       "RequestId": {"name": "request-id", "in": "header", "schema": {"type": "string"}},
       "IdempotencyKey": {"name": "idempotency-key", "in": "header", "schema": {"type": "string"}},
-      "Strict": {"name": "strict", "in": "header", "schema": {"type": "boolean"}}
+      "Strict": {"name": "strict", "in": "header", "schema": {"type": "boolean"}},
+      "LinkOutcomes": {"name": "outcomes", "in": "query", "required": true, "schema": {"type": "string"}, "description": "The outcomes the link offers, comma-separated"},
+      "LinkExpires": {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer", "format": "int64"}, "description": "When the link stops working, epoch milliseconds"},
+      "LinkKeyId": {"name": "kid", "in": "query", "required": true, "schema": {"type": "string"}, "description": "The id of the key that signed the link"},
+      "LinkSignature": {"name": "sig", "in": "query", "required": true, "schema": {"type": "string"}, "description": "HMAC-SHA256 over the key id, promise id, outcomes and expiry, base64url"}
     },
     "responses": {
       "Error": {"description": "Refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
