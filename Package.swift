@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenOrchestrator", "WarrenStore", "WarrenContract",
+                "AMQP", "WarrenOrchestrator", "WarrenStore", "WarrenContract",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

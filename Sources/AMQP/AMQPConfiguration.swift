@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything a connection needs: where, who, and how it behaves when things go wrong.
 ///
 /// Build one from a URI and adjust what you need:
@@ -18,8 +20,9 @@ public struct AMQPConfiguration: Sendable {
 
     /// TLS settings for `amqps://`.
     public struct TLS: Sendable, Equatable {
-        /// A PEM file of the certificate authorities to trust. `nil` trusts nothing, so peer
-        /// verification fails; set it, or turn verification off for a throwaway test broker only.
+        /// A PEM file of the certificate authorities to trust. `nil` trusts the system's bundle
+        /// (``systemCABundle(environment:)``: `SSL_CERT_FILE`, else the distribution's file), as
+        /// browsers and `curl` do; set it for a private CA.
         public var caCertificatePath: String?
         /// A PEM client certificate and its key, for brokers that ask for one.
         public var clientCertificatePath: String?
@@ -28,6 +31,18 @@ public struct AMQPConfiguration: Sendable {
         public var verifyPeer = true
         /// Check that the certificate names the host connected to (default `true`).
         public var verifyHostname = true
+
+        /// The system's bundle of trusted certificate authorities: the file `SSL_CERT_FILE` names,
+        /// else the first that exists of Debian's and Ubuntu's, Fedora's and RHEL's, Alpine's
+        /// and macOS's usual places; `nil` when none exists.
+        public static func systemCABundle(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                          exists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) -> String? {
+            if let file = environment["SSL_CERT_FILE"], !file.isEmpty { return file }
+            return ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"].first(where: exists)
+        }
+
+        /// The CA file a connection verifies against: the one set, else the system's bundle.
+        public var effectiveCACertificatePath: String? { caCertificatePath ?? (verifyPeer ? Self.systemCABundle() : nil) }
 
         public init(caCertificatePath: String? = nil, clientCertificatePath: String? = nil,
                     clientKeyPath: String? = nil, verifyPeer: Bool = true, verifyHostname: Bool = true) {

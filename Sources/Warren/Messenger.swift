@@ -12,6 +12,10 @@ final class Messenger: Sendable {
     let channel: AMQPChannel
     let prefix: String
     let replyQueue: String
+    /// The broker user this connection logs in as, sent as `user_id` on every message (the
+    /// broker refuses a `user_id` that is not the connection's, so the orchestrator can trust
+    /// it); `nil` with SASL EXTERNAL, whose user the URL does not name.
+    let user: String?
     private let logger: Logger
     private let pendingReplies = Mutex<[String: PendingReply]>([:])
     private let listener = Mutex<Task<Void, Never>?>(nil)
@@ -21,6 +25,7 @@ final class Messenger: Sendable {
         self.channel = channel
         self.prefix = prefix
         self.replyQueue = replyQueue
+        self.user = connection.configuration.authentication == .plain ? connection.configuration.user : nil
         self.logger = logger
     }
 
@@ -28,7 +33,16 @@ final class Messenger: Sendable {
         let connection = try await AMQPConnection.connect(url: url, name: name, logger: logger)
         let channel = try await connection.openChannel()
         try await channel.confirmSelect()
-        try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
+        // The exchange is the orchestrator's: checked passively, so that a user without
+        // `configure` on it (a least-privilege worker or client) can connect; declared only if
+        // missing (a worker started before any orchestrator).
+        let check = try await connection.openChannel()
+        do {
+            try await check.exchangeDeclare(prefix, type: "topic", durable: true, passive: true)
+            try? await check.close()
+        } catch let e as AMQPError where e.code == .notFound {
+            try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
+        }
         let replyQueue = "\(prefix).reply.\(UUID().uuidString.lowercased())"
         try await channel.queueDeclare(replyQueue, durable: false, exclusive: true, autoDelete: true)
         let messenger = Messenger(connection: connection, channel: channel, prefix: prefix, replyQueue: replyQueue, logger: logger)
@@ -57,7 +71,7 @@ final class Messenger: Sendable {
     func publish(_ kind: String, _ body: String, replyTo: String? = nil, correlationID: String? = nil) throws -> PublishConfirmation {
         try channel.basicPublish(body, exchange: prefix, routingKey: kind, properties: BasicProperties(
             contentType: "application/json", deliveryMode: .persistent, correlationID: correlationID, replyTo: replyTo,
-            messageID: UUID().uuidString, type: kind))
+            messageID: UUID().uuidString, type: kind, userID: user))
     }
 
     /// Publishes a command and waits for the orchestrator's reply.

@@ -73,6 +73,17 @@ extension Warren {
     /// the task out again when the lease lapses.
     func execute(_ delivery: AMQPDelivery) async {
         let held = DeliveryHold(delivery)
+        if let trusted = orchestratorUser, delivery.properties.userID != trusted {
+            // Not from the orchestrator: anyone who may publish on `execute.<group>` could
+            // otherwise make this worker run any function with any history. The broker
+            // dead-letters it (the group's queue has Warren's dead-letter exchange).
+            logger.error("execute message refused: it does not come from the orchestrator's broker user", metadata: [
+                "user_id": "\(delivery.properties.userID ?? "(none)")", "expected": "\(trusted)",
+                "fix": "set WARREN_ORCHESTRATOR_USER to the user warren serve logs in as (or '*' to run anyone's)",
+            ])
+            held.settle { try $0.reject(requeue: false) }
+            return
+        }
         do {
             var message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(delivery.body))
             if delivery.redelivered || message.children == nil {

@@ -33,6 +33,9 @@ public final class Warren: Service {
     let logger: Logger
     /// Signs approval links (``DurablePromise/link(outcomes:expires:)``), if configured.
     public let links: LinkSigner?
+    /// The broker user whose execute messages this worker runs (their broker-validated
+    /// `user_id`); `nil` runs anyone's.
+    public let orchestratorUser: String?
     typealias Function = @Sendable (Context, String) async throws -> String
     let functions = Mutex<[String: Function]>([:])
 
@@ -49,9 +52,14 @@ public final class Warren: Service {
     ///   - links: signs approval links: the orchestrator's public address and a key it holds
     ///     (`warren serve --link-keys-file`). By default from the environment (`WARREN_LINK_URL`,
     ///     and `WARREN_LINK_KEY` or `WARREN_LINK_KEY_FILE`); without it, `link` throws.
+    ///   - orchestratorUser: the broker user the orchestrator logs in as: execute messages from
+    ///     anyone else (their `user_id`, which the broker validates) are refused and dead-lettered.
+    ///     By default `WARREN_ORCHESTRATOR_USER`, else this connection's own user; `"*"` runs
+    ///     execute messages from anyone (only where the broker's permissions keep others from
+    ///     publishing `execute.<group>`).
     public init(url: String, group: String = "workers", prefix: String = "warren", concurrency: Int = 16,
                 leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60), links: LinkSigner? = nil,
-                logger: Logger = Logger(label: "warren.worker")) async throws {
+                orchestratorUser: String? = nil, logger: Logger = Logger(label: "warren.worker")) async throws {
         if let links {
             self.links = links
         } else {
@@ -68,6 +76,8 @@ public final class Warren: Service {
         self.logger = logger
         self.workerID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UUID().uuidString.prefix(8))"
         self.messenger = try await Messenger.connect(url: url, name: "warren-\(group)", prefix: prefix, logger: logger)
+        let trusted = orchestratorUser ?? ProcessInfo.processInfo.environment["WARREN_ORCHESTRATOR_USER"] ?? messenger.user
+        self.orchestratorUser = trusted == "*" ? nil : trusted
     }
 
     /// Registers a workflow under `name`: an async function of a context and one Codable argument.

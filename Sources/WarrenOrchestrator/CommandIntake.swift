@@ -83,13 +83,18 @@ final class CommandIntake: Sendable {
 
     private func decode(_ d: AMQPDelivery, now: Int64, attemptKey: String?) -> Work {
         let message: Result<InboundMessage, ContractError>
+        let incoming = Orchestrator.Incoming(delivery: d, config: config)
         do throws(ContractError) {
+            guard incoming.replyToIsAllowed else {
+                throw ContractError(reason: "reply_to '\(String(d.properties.replyTo?.prefix(80) ?? ""))' is not a reply queue: replies go only to "
+                    + "queues named \(config.prefix).reply.… or to amq.rabbitmq.reply-to")
+            }
             message = .success(try InboundMessage.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
                                                          defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes))
         } catch {
             message = .failure(error)
         }
-        return Work(incoming: Orchestrator.Incoming(delivery: d), message: message, attemptKey: attemptKey)
+        return Work(incoming: incoming, message: message, attemptKey: attemptKey)
     }
 
     /// Applies `work` in one transaction and acks it; when that fails for a command's sake,
@@ -175,7 +180,7 @@ final class CommandIntake: Sendable {
     private func refuseOversized(_ d: AMQPDelivery) async throws {
         let reason = "the message is \(d.bodySize) bytes; the limit is \(config.maximumBodyBytes)"
         logger.warning("command refused from its header", metadata: ["routingKey": "\(d.routingKey)", "reason": "\(reason)"])
-        if let replyTo = d.properties.replyTo, !replyTo.isEmpty {
+        if let replyTo = d.properties.replyTo, !replyTo.isEmpty, config.isReplyQueue(replyTo) {
             let reply = Outbound.reply(to: replyTo, correlationID: d.properties.correlationID, promise: nil, error: ("payloadTooLarge", reason))
             do {
                 _ = try await write { tx in try tx.enqueue(reply) }

@@ -216,8 +216,25 @@ public final class Orchestrator: Service {
     /// The delivery fields `apply` needs, copied so the write closure can be `Sendable`.
     struct Incoming: Sendable {
         let delivery: AMQPDelivery
-        var replyTo: String? { delivery.properties.replyTo.flatMap { $0.isEmpty ? nil : $0 } }
+        /// Whether its `reply_to` names a reply queue (or it has none).
+        let replyToIsAllowed: Bool
+
+        init(delivery: AMQPDelivery, config: OrchestratorConfiguration) {
+            self.delivery = delivery
+            let r = delivery.properties.replyTo ?? ""
+            replyToIsAllowed = r.isEmpty || config.isReplyQueue(r)
+        }
+
+        /// Where to answer: its `reply_to`, only when that names a reply queue (a command naming
+        /// any other queue is refused before it is applied: no caller can make the orchestrator
+        /// publish into a queue of its choosing).
+        var replyTo: String? {
+            guard replyToIsAllowed else { return nil }
+            return delivery.properties.replyTo.flatMap { $0.isEmpty ? nil : $0 }
+        }
         var correlationID: String? { delivery.properties.correlationID }
+        /// The sender's broker user, as the broker validated it (`user_id`), if it said one.
+        var user: String? { delivery.properties.userID.flatMap { $0.isEmpty ? nil : $0 } }
 
         func requireReplyTo() throws -> String {
             guard let replyTo else { throw StoreError(.invalidArgument, "this command answers in a reply: set the reply_to property") }
@@ -237,6 +254,7 @@ public final class Orchestrator: Service {
     static func apply(_ m: InboundMessage, from incoming: Incoming, tx: any StoreTransaction, now: Int64,
                       config: OrchestratorConfiguration, logger: Logger) throws {
         do {
+            try authorize(m, from: incoming, tx: tx, now: now, config: config)
             switch m {
             case .createPromise(let r):
                 let result = try tx.createPromise(r, now: now)
@@ -305,6 +323,31 @@ public final class Orchestrator: Service {
                 let reason = e.code == .notFound ? "unknown promise: \(e.message)" : "\(e.code): \(e.message)"
                 try tx.enqueue(Outbound.deadLetter(incoming.delivery, reason: reason, config: config))
             }
+        }
+    }
+
+    /// Refuses, when `--group-users` is set, a report from a broker user not allowed for the
+    /// task's group, and a promise or child workflow created inside a workflow by such a user:
+    /// a worker of one group cannot settle, read or extend another group's workflows.
+    static func authorize(_ m: InboundMessage, from incoming: Incoming, tx: any StoreTransaction, now: Int64,
+                          config: OrchestratorConfiguration) throws {
+        guard config.groupUsers != nil else { return }
+        let (taskID, what): (String, String)
+        switch m {
+        case let .claimTask(id, _, _, _), let .suspendTask(id, _, _, _, _), let .completeTask(id, _, _, _, _),
+             let .recordProgress(id, _, _, _, _), let .retryTask(id, _, _, _, _, _):
+            (taskID, what) = (id, "report for task '\(id)'")
+        case .createPromise(let r), .startWorkflow(let r, _, _):
+            let root = PromiseRules.root(of: r.id)
+            guard root != r.id else { return }
+            (taskID, what) = (root, "create '\(r.id)' inside workflow '\(root)'")
+        default:
+            return
+        }
+        guard let task = try tx.task(id: taskID) else { return }  // the command fails on its own (notFound)
+        guard config.mayAct(user: incoming.user, forGroup: task.group) else {
+            throw StoreError(.forbidden, "the broker user \(incoming.user.map { "'\($0)'" } ?? "(no user_id property)") may not \(what) "
+                + "of group '\(task.group)' (--group-users)")
         }
     }
 

@@ -50,6 +50,12 @@ public struct OrchestratorConfiguration: Sendable {
     public var httpIdleTimeout: Int64 = 60
     /// Origins of web pages, besides the API's own, that may call it.
     public var allowedOrigins: Set<String> = []
+    /// The broker users allowed to report for (and to create promises inside the workflows of)
+    /// each worker group, by group; `"*"` names the users of every group not listed. `nil`
+    /// checks nothing: any user the broker lets publish `task.*` may report. When set, reports
+    /// must carry the broker-validated `user_id` property (Warren's SDK always sets it), and a
+    /// report for a group with no entry is refused.
+    public var groupUsers: [String: Set<String>]? = nil
     /// The keys whose approval links (`/approve/…`) the HTTP API accepts; none accepts no link.
     /// Several at once, for rotation: workers sign with the newest, links signed with the older
     /// ones work until they expire or their key is removed.
@@ -78,6 +84,38 @@ public struct OrchestratorConfiguration: Sendable {
                 + "workflows and settle promises. Give tokens (WARREN_TOKENS or --tokens-file), listen on 127.0.0.1, or say "
                 + "--insecure if a proxy in front authenticates")
         }
+    }
+
+    /// Whether `user` may report for, or create promises inside the workflows of, `group`.
+    func mayAct(user: String?, forGroup group: String) -> Bool {
+        guard let groupUsers else { return true }
+        guard let user, let allowed = groupUsers[group] ?? groupUsers["*"] else { return false }
+        return allowed.contains(user)
+    }
+
+    /// Parses `workers=alice,bob;billing=carol;*=ops` (`--group-users`).
+    public static func parseGroupUsers(_ text: String) throws -> [String: Set<String>] {
+        var result: [String: Set<String>] = [:]
+        for entry in text.split(whereSeparator: { $0 == ";" || $0 == "\n" }) {
+            let trimmed = entry.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let users = parts.count == 2 ? Set(parts[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }) : []
+            guard parts.count == 2, !parts[0].isEmpty, !users.isEmpty else {
+                throw OrchestratorError("group users entry '\(trimmed.prefix(60))': expected GROUP=USER[,USER] (or *=USER for every other group)")
+            }
+            guard result[parts[0]] == nil else { throw OrchestratorError("group users: the group '\(parts[0])' is named twice") }
+            result[parts[0]] = users
+        }
+        return result
+    }
+
+    /// Replies go only to reply queues: the SDK's `<prefix>.reply.…`, RabbitMQ's direct reply-to,
+    /// or a server-named queue (`amq.gen-…`: random, exclusive to its client's connection,
+    /// never a name anyone chose), never to a queue of a caller's choosing.
+    func isReplyQueue(_ name: String) -> Bool {
+        (name.hasPrefix(prefix + ".reply.") && name.utf8.count > prefix.utf8.count + 7)
+            || name.hasPrefix("amq.rabbitmq.reply-to") || name.hasPrefix("amq.gen-")
     }
 
     // The topology (docs/messages.md).

@@ -9,6 +9,7 @@ enum Outbound {
     static let messageIDKey = "amqp.message_id"
     static let contentTypeKey = "amqp.content_type"
     static let errorHeader = "x-warren-error"
+    static let senderHeader = "x-warren-sender"
 
 
     /// `promise.settled` on `settled.<id>`: the promise record, exactly as the HTTP API returns it.
@@ -105,17 +106,22 @@ enum Outbound {
         if let id = d.properties.messageID { headers[messageIDKey] = id }
         if let c = d.properties.correlationID { headers[correlationIDKey] = c }
         if let t = d.properties.contentType { headers[contentTypeKey] = t }
+        // The sender's user_id cannot travel as the property (the broker takes only the
+        // orchestrator's own there): it is kept for the operator in a header.
+        if let user = d.properties.userID, !user.isEmpty { headers[senderHeader] = user }
         return OutboxMessage(exchange: config.deadLetterExchange, routingKey: d.routingKey,
                              kind: d.properties.type ?? d.routingKey, headers: headers, body: d.body)
     }
 
-    /// The AMQP properties of an outbox row.
-    static func properties(of m: OutboxMessage) -> BasicProperties {
+    /// The AMQP properties of an outbox row, sent as `userID` (the orchestrator's broker user,
+    /// which the broker checks against the connection's: workers use it to tell real execute
+    /// messages from forged ones).
+    static func properties(of m: OutboxMessage, userID: String? = nil) -> BasicProperties {
         var headers: FieldTable = [:]
         for (k, v) in m.headers where !k.hasPrefix("amqp.") { headers[k] = .string(v) }
         return BasicProperties(
             contentType: m.headers[contentTypeKey] ?? "application/json", headers: headers.isEmpty ? nil : headers,
             deliveryMode: .persistent, correlationID: m.headers[correlationIDKey],
-            messageID: m.headers[messageIDKey] ?? "warren-\(m.sequence)", type: m.kind)
+            messageID: m.headers[messageIDKey] ?? "warren-\(m.sequence)", type: m.kind, userID: userID)
     }
 }

@@ -38,6 +38,8 @@ final class OutboxRelay: Sendable {
     private let wake: AsyncStream<Void>.Continuation
     private let declaredGroups = Mutex(Set<String>())
     private let shuttingDown = Mutex(false)
+    /// The broker user the messages go out as (their `user_id`), when the URL names it.
+    private let userID: String?
 
     private struct Progress {
         /// Rows confirmed, waiting to be deleted, and since when the oldest waits.
@@ -81,6 +83,8 @@ final class OutboxRelay: Sendable {
         self.readiness = readiness
         self.config = config
         self.logger = logger
+        // With SASL EXTERNAL the broker's user is the certificate's, which the URL does not name.
+        self.userID = connection.configuration.authentication == .plain ? connection.configuration.user : nil
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         (confirms, confirmQueue) = AsyncStream.makeStream()
     }
@@ -270,7 +274,7 @@ final class OutboxRelay: Sendable {
         }
         do {
             return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: row.routingKey.hasPrefix("execute."),
-                                            properties: Outbound.properties(of: row))
+                                            properties: Outbound.properties(of: row, userID: userID))
         } catch let e as AMQPError where e.code == .invalidArgument {
             throw Refused(reason: e.message)
         }

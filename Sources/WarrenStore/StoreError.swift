@@ -21,6 +21,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The promise belongs to a workflow's machinery (its result, a step, a timer): only the
         /// orchestrator settles it.
         public static let internalPromise = Code(raw: "internalPromise")
+        /// The sender may not do this: its broker user is not one allowed for the workflow's
+        /// group (`--group-users`).
+        public static let forbidden = Code(raw: "forbidden")
         /// The task is not in a state that allows the operation.
         public static let invalidTaskState = Code(raw: "invalidTaskState")
         /// The database file was written by a newer Warren, or cannot be opened.

@@ -1,3 +1,4 @@
+import AMQP
 import ArgumentParser
 import Foundation
 import Logging
@@ -36,8 +37,12 @@ enum WarrenVersion {
 
 /// The options `serve` and `dev` share.
 struct OrchestratorOptions: ParsableArguments {
-    @Option(name: .customLong("amqp-url"), help: "The broker's AMQP URI (WARREN_AMQP_URL).")
+    @Option(name: .customLong("amqp-url"),
+            help: "The broker's AMQP URI (WARREN_AMQP_URL). A password here shows in ps: give it in WARREN_AMQP_URL or --amqp-url-file instead.")
     var amqpURL = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
+
+    @Option(name: .customLong("amqp-url-file"), help: "A file holding the broker's AMQP URI, credentials included (WARREN_AMQP_URL_FILE).")
+    var amqpURLFile = ProcessInfo.processInfo.environment["WARREN_AMQP_URL_FILE"]
 
     @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).")
     var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
@@ -61,6 +66,10 @@ struct OrchestratorOptions: ParsableArguments {
     @Option(name: .customLong("link-keys-file"),
             help: "Keys whose signed approval links the HTTP API accepts, one per line: KEY-ID SECRET (WARREN_LINK_KEYS_FILE; or the keys themselves in WARREN_LINK_KEYS, ';'-separated).")
     var linkKeysFile = ProcessInfo.processInfo.environment["WARREN_LINK_KEYS_FILE"]
+
+    @Option(name: .customLong("group-users"),
+            help: "Broker users allowed to report for each worker group: GROUP=USER[,USER];… (*=USER for every other group) (WARREN_GROUP_USERS). Without it, any user the broker lets publish task.* may.")
+    var groupUsers = ProcessInfo.processInfo.environment["WARREN_GROUP_USERS"]
 
     @Flag(help: "Serve the HTTP API without tokens beyond loopback (only behind a proxy that authenticates).")
     var insecure = false
@@ -108,7 +117,18 @@ struct OrchestratorOptions: ParsableArguments {
             handler.logLevel = logLevel
             return handler
         }
-        var config = OrchestratorConfiguration(amqpURL: amqpURL, databasePath: database, prefix: prefix)
+        var url = amqpURL
+        if let amqpURLFile {
+            guard let text = try? String(contentsOfFile: amqpURLFile, encoding: .utf8) else {
+                throw CLIError("cannot read the AMQP URL file '\(amqpURLFile)'", code: 64)
+            }
+            url = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else if amqpURL != ProcessInfo.processInfo.environment["WARREN_AMQP_URL"], let uri = try? AMQPURI(amqpURL),
+                  uri.password != "guest" || uri.user != "guest" {
+            Logger(label: "warren").warning(
+                "the AMQP URL's password was given on the command line, where ps shows it to every user of this machine: give it in WARREN_AMQP_URL or --amqp-url-file instead")
+        }
+        var config = OrchestratorConfiguration(amqpURL: url, databasePath: database, prefix: prefix)
         config.prefetch = prefetch
         config.httpHost = httpHost
         config.httpPort = noHTTP ? nil : httpPort
@@ -137,6 +157,11 @@ struct OrchestratorOptions: ParsableArguments {
             config.linkKeys = try LinkKey.parse(linkKeyText)
         } catch {
             throw CLIError(error.description, code: 64)
+        }
+        do {
+            config.groupUsers = try groupUsers.map(OrchestratorConfiguration.parseGroupUsers)
+        } catch let e as OrchestratorError {
+            throw CLIError(e.description, code: 64)
         }
         config.insecure = insecure
         config.openReady = !privateReady

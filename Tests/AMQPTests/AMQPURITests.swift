@@ -61,4 +61,17 @@ struct AMQPURITests {
         #expect(c.tls?.verifyPeer == false)
         #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "amqp://h/?heartbeat=abc") }
     }
+
+    @Test func tlsTrustsTheSystemBundleUnlessACAFileIsGiven() {
+        // SSL_CERT_FILE first, as OpenSSL's own tools read it; else the distribution's file.
+        #expect(AMQPConfiguration.TLS.systemCABundle(environment: ["SSL_CERT_FILE": "/x/ca.pem"], exists: { _ in false }) == "/x/ca.pem")
+        #expect(AMQPConfiguration.TLS.systemCABundle(environment: [:], exists: { $0 == "/etc/pki/tls/certs/ca-bundle.crt" })
+                == "/etc/pki/tls/certs/ca-bundle.crt")
+        #expect(AMQPConfiguration.TLS.systemCABundle(environment: [:], exists: { _ in true }) == "/etc/ssl/certs/ca-certificates.crt")
+        #expect(AMQPConfiguration.TLS.systemCABundle(environment: [:], exists: { _ in false }) == nil)
+        var tls = AMQPConfiguration.TLS(caCertificatePath: "/mine.pem")
+        #expect(tls.effectiveCACertificatePath == "/mine.pem")
+        tls = AMQPConfiguration.TLS(verifyPeer: false)
+        #expect(tls.effectiveCACertificatePath == nil)
+    }
 }

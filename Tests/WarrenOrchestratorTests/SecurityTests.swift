@@ -217,4 +217,56 @@ struct SecurityTests {
             #expect(try await http("GET", base + "/promises/xs-1").status == 404)
         }
     }
+
+    /// `amqps://` without a CA file verifies against the system's bundle (here pointed at the test
+    /// broker's CA with SSL_CERT_FILE, as an operator would add a private CA); without it, the
+    /// private broker's certificate is refused. The password never shows in `ps` or the log.
+    @Test func amqpsVerifiesAgainstTheSystemBundleAndCredentialsStayOutOfPsAndLogs() async throws {
+        try await withPrivateBrokerTLS { broker in
+            _ = try await broker.ctl(["add_user", "ops-app", "pw-Hunter2-0123"])
+            _ = try await broker.ctl(["set_permissions", "-p", "/", "ops-app", ".*", ".*", ".*"])
+            let secretURL = "amqps://ops-app:pw-Hunter2-0123@localhost:\(broker.tlsPort!)/%2f"
+            let orchestrator = OrchestratorProcess(url: secretURL)
+            let urlFile = orchestrator.database + ".amqp-url"
+            try (secretURL + "\n").write(toFile: urlFile, atomically: true, encoding: .utf8)
+            defer { orchestrator.remove(); unlink(urlFile) }
+            let args = ["serve", "--amqp-url-file", urlFile, "--db", orchestrator.database, "--prefix", orchestrator.prefix,
+                        "--http-port", "\(orchestrator.httpPort)", "--log-level", "debug"]
+
+            // Against the system's bundle, which does not hold the private CA: refused, saying why.
+            let refused = try await run(productsDirectory + "/warren", args)
+            #expect(refused.status != 0 && refused.output.contains("TLS"), "\(refused.output)")
+            #expect(!refused.output.contains("pw-Hunter2"), "\(refused.output)")
+
+            // With the CA in the bundle it connects, and serves.
+            let pid = try spawn(productsDirectory + "/warren", args, log: orchestrator.log, environment: ["SSL_CERT_FILE": broker.dir + "/tls/ca.pem"])
+            defer { kill(pid, SIGKILL) }
+            try await within(.seconds(30), "the orchestrator over TLS") {
+                while !orchestrator.logText.contains("orchestrator started") { try await Task.sleep(for: .milliseconds(50)) }
+                while (try? await http("GET", orchestrator.httpURL + "/ready"))?.status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            #expect(cmdline.contains("--amqp-url-file") && !cmdline.contains("pw-Hunter2"), "\(cmdline)")
+            #expect(!orchestrator.logText.contains("pw-Hunter2"), "the password is in the log:\n\(orchestrator.logText)")
+            kill(pid, SIGTERM)
+            _ = await waitForExit(pid)
+
+            // The same URL on the command line works, with a warning that ps shows it; never in the log.
+            let shown = try await run(productsDirectory + "/warren", ["serve", "--amqp-url", secretURL + "?connection_timeout=1", "--db",
+                                                                     orchestrator.database + "-2", "--prefix", orchestrator.prefix,
+                                                                     "--http-port", "\(freePort())", "--max-attempts", "0"])
+            #expect(shown.output.contains("ps shows it") && !shown.output.contains("pw-Hunter2"), "\(shown.output)")
+        }
+    }
+
+    func withPrivateBrokerTLS(_ body: (PrivateBroker) async throws -> Void) async throws {
+        let broker = try await PrivateBroker.start(tls: true)
+        do {
+            try await body(broker)
+        } catch {
+            await broker.destroy()
+            throw error
+        }
+        await broker.destroy()
+    }
 }

@@ -28,13 +28,13 @@ final class OrchestratorProcess: @unchecked Sendable {
     var httpURL: String { "http://127.0.0.1:\(httpPort)" }
     private(set) var pid: pid_t = 0
 
-    init(url: String, database: String? = nil) {
+    init(url: String, database: String? = nil, prefix: String? = nil) {
         self.url = url
-        prefix = "t\(UInt32.random(in: 0..<UInt32.max))"
+        self.prefix = prefix ?? Self.newPrefix()
         let dir = NSTemporaryDirectory() + "warren-orchestrator-tests"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        self.database = database ?? dir + "/\(prefix).db"
-        log = dir + "/\(prefix).log"
+        self.database = database ?? dir + "/\(self.prefix).db"
+        log = dir + "/\(self.prefix).log"
     }
 
     /// Starts the process and waits until it consumes its queue and its HTTP API answers.
@@ -64,6 +64,9 @@ final class OrchestratorProcess: @unchecked Sendable {
     }
 
     var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// A topology prefix of its own, so that tests can share a broker.
+    static func newPrefix() -> String { "t\(UInt32.random(in: 0..<UInt32.max))" }
 
     func remove() {
         if pid > 0 { Glibc.kill(pid, SIGKILL); pid = 0 }

@@ -1,6 +1,7 @@
 // A worker process for the tests: the seed article's human-in-the-loop workflow.
 //   WarrenTestWorker URL PREFIX
 // Prints "approve: <promise id>" when `sendEmail` runs, and "unblocked: <decision>" after the wait.
+// Serves the group "workers", or WARREN_GROUP.
 import Foundation
 import Synchronization
 import Logging
@@ -47,7 +48,7 @@ nonisolated func main() async throws {
     let env = ProcessInfo.processInfo.environment
     let leaseAfter = Int(env["WARREN_LEASE_AFTER_MS"] ?? "").map { Duration.milliseconds($0) } ?? .seconds(60)
     let lease = Int(env["WARREN_LEASE_MS"] ?? "").map { Duration.milliseconds($0) } ?? .seconds(60)
-    let warren = try await Warren(url: args[1], group: "workers", prefix: args[2], leaseAfter: leaseAfter, lease: lease)
+    let warren = try await Warren(url: args[1], group: env["WARREN_GROUP"] ?? "workers", prefix: args[2], leaseAfter: leaseAfter, lease: lease)
     warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
         let approval = try await ctx.promise(tags: ["human": "true"])
         _ = try await ctx.run(sendEmail, approval.id, name: "sendEmail")

@@ -18,7 +18,7 @@ try:
     driver.get(link)
     button = WebDriverWait(driver, 20).until(
         EC.element_to_be_clickable((By.CSS_SELECTOR, '#choices button[data-outcome="%s"]' % outcome)))
-    assert "Opening this page decided nothing" in driver.page_source
+    assert "Nothing is decided until you choose" in driver.page_source
     driver.find_element(By.ID, "comment").send_keys(comment)
     button.click()
     WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "status").text.startswith("Done: " + outcome))

@@ -248,8 +248,10 @@ final class ConnectionLoop: @unchecked Sendable {
             guard let socket else { throw AMQPError(.tls, "rabbitmq-c could not create a TLS socket") }
             amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
             amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname ? 1 : 0)
-            if let ca = tls.caCertificatePath, amqp_ssl_socket_set_cacert(socket, ca) != AMQP_STATUS_OK.rawValue {
-                throw AMQPError(.tls, "cannot load the CA certificates from '\(ca)'")
+            // Verified against the CA file given, or the system's bundle (an `amqps://` URL to a
+            // broker with a public certificate works as it does in a browser).
+            if let ca = tls.effectiveCACertificatePath, amqp_ssl_socket_set_cacert(socket, ca) != AMQP_STATUS_OK.rawValue {
+                throw AMQPError(.tls, "cannot load the CA certificates from '\(ca)'\(tls.caCertificatePath == nil ? " (the system's bundle; set cacertfile or SSL_CERT_FILE)" : "")")
             }
             if let cert = tls.clientCertificatePath {
                 guard let key = tls.clientKeyPath else {

@@ -26,7 +26,7 @@ struct HTTPProblem: Error {
         case .alreadyExists: .conflict
         case .alreadySettled: .forbidden
         case .payloadTooLarge: .contentTooLarge
-        case .internalPromise: .forbidden
+        case .internalPromise, .forbidden: .forbidden
         case .storageUnavailable: .serviceUnavailable
         default: .badRequest
         }

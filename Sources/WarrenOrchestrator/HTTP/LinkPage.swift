@@ -132,13 +132,13 @@ enum LinkPageHTML {
     static func confirmation(promise p: PromiseRecord, link: ApprovalLink) -> String {
         let title = p.tags["title"] ?? p.tags["description"] ?? "Decision for \(p.id)"
         let buttons = link.outcomes.enumerated().map { i, o in
-            "<button type=\"button\" class=\"\(i == 0 ? "first" : "other")\" data-outcome=\"\(escape(o))\">\(escape(o.prefix(1).uppercased() + o.dropFirst()))</button>"
+            "<button type=\"button\" class=\"\(i == 0 ? "first" : "other")\" data-outcome=\"\(escape(o))\">\(escape(label(o)))</button>"
         }.joined()
         let workflow = p.tags["warren:workflow"].map { " · workflow <b>\(escape($0))</b>" } ?? ""
         return page(title: title, body: """
             <h1>\(escape(title))</h1>
             <p class="meta">promise \(escape(p.id))\(workflow)<br>waiting since \(escape(date(p.createdOn))) · this link works until \(escape(date(min(link.expires, p.timeout))))</p>
-            <p>Opening this page decided nothing. Choose:</p>
+            <p>Nothing is decided until you choose:</p>
             <div class="row"><input type="text" id="comment" maxlength="500" placeholder="Comment (optional)" aria-label="comment"></div>
             <div class="row" id="choices">\(buttons)</div>
             <p id="status" role="status"></p>
@@ -160,6 +160,15 @@ enum LinkPageHTML {
             });
             </script>
             """)
+    }
+
+    /// A button's label: the verb for the usual outcomes, else the outcome's name.
+    static func label(_ outcome: String) -> String {
+        switch outcome {
+        case "approved": "Approve"
+        case "rejected": "Reject"
+        default: outcome.prefix(1).uppercased() + outcome.dropFirst().replacingOccurrences(of: "_", with: " ")
+        }
     }
 
     static func refusal(_ p: HTTPProblem) -> String {
