@@ -59,6 +59,11 @@ let package = Package(
             name: "WarrenContract",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // Declaring that topology on a broker (the orchestrator and the workers share it).
+        .target(
+            name: "WarrenAMQP",
+            dependencies: ["AMQP", "WarrenContract", .product(name: "Logging", package: "swift-log")]
+        ),
         // The durable promise store: promises, tasks, timers and the outbox in one SQLite file.
         // Knows nothing of AMQP.
         .target(
@@ -71,7 +76,7 @@ let package = Package(
         .target(
             name: "WarrenOrchestrator",
             dependencies: [
-                "AMQP", "WarrenStore", "WarrenContract",
+                "AMQP", "WarrenStore", "WarrenContract", "WarrenAMQP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -92,7 +97,7 @@ let package = Package(
         .target(
             name: "Warren",
             dependencies: [
-                "AMQP", "WarrenContract",
+                "AMQP", "WarrenContract", "WarrenAMQP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -112,6 +112,26 @@ public final class AMQPChannel: Sendable {
         }
     }
 
+    /// Binds exchange `destination` to exchange `source`: what `source` routes with `routingKey`
+    /// goes on to `destination` (RabbitMQ's exchange-to-exchange bindings).
+    public func exchangeBind(destination: String, source: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+        try Self.checkShortString(destination, "exchange name")
+        try Self.checkShortString(source, "exchange name")
+        try Self.checkShortString(routingKey, "routing key")
+        let binding = ExchangeBinding(destination: destination, source: source, routingKey: routingKey, arguments: arguments)
+        try await perform("exchange.bind '\(destination)' to '\(source)'") { loop, ch throws(AMQPError) in
+            try loop.exchangeBind(binding, on: ch)
+        }
+    }
+
+    /// Removes an exchange-to-exchange binding.
+    public func exchangeUnbind(destination: String, source: String, routingKey: String, arguments: FieldTable = [:]) async throws {
+        let binding = ExchangeBinding(destination: destination, source: source, routingKey: routingKey, arguments: arguments)
+        try await perform("exchange.unbind '\(destination)' from '\(source)'") { loop, ch throws(AMQPError) in
+            try loop.exchangeUnbind(binding, on: ch)
+        }
+    }
+
     /// Removes a binding.
     public func queueUnbind(_ queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) async throws {
         let binding = QueueBinding(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments)

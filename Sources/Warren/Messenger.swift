@@ -2,6 +2,7 @@ import AMQP
 import Foundation
 import Logging
 import Synchronization
+import WarrenContract
 
 /// Warren's side of the message contract: publishes commands with confirms and waits for their
 /// answers (replies, and settled promises for subscriptions) by correlation id, all on one
@@ -29,19 +30,24 @@ final class Messenger: Sendable {
         self.logger = logger
     }
 
-    static func connect(url: String, name: String, prefix: String, logger: Logger) async throws -> Messenger {
+    static func connect(url: String, name: String, prefix: String, declare: Topology.Declare = .all, logger: Logger) async throws -> Messenger {
         let connection = try await AMQPConnection.connect(url: url, name: name, logger: logger)
         let channel = try await connection.openChannel()
         try await channel.confirmSelect()
         // The exchange is the orchestrator's: checked passively, so that a user without
         // `configure` on it (a least-privilege worker or client) can connect; declared only if
         // missing (a worker started before any orchestrator).
-        let check = try await connection.openChannel()
-        do {
-            try await check.exchangeDeclare(prefix, type: "topic", durable: true, passive: true)
-            try? await check.close()
-        } catch let e as AMQPError where e.code == .notFound {
-            try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
+        if declare != .none {
+            let check = try await connection.openChannel()
+            do {
+                try await check.exchangeDeclare(prefix, type: "topic", durable: true, passive: true)
+                try? await check.close()
+            } catch let e as AMQPError where e.code == .notFound {
+                guard declare == .all else {
+                    throw WarrenError(.configuration, "declare: .verify: the broker has no exchange '\(prefix)' (warren topology export prints it)")
+                }
+                try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
+            }
         }
         let replyQueue = "\(prefix).reply.\(UUID().uuidString.lowercased())"
         try await channel.queueDeclare(replyQueue, durable: false, exclusive: true, autoDelete: true)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import WarrenAMQP
 
 extension Warren {
     /// Serves the group's tasks until graceful shutdown: each execute message runs its workflow
@@ -39,22 +40,26 @@ extension Warren {
         }
     }
 
-    var groupQueue: String { "\(messenger.prefix).group.\(group)" }
+    var groupQueue: String { topology.groupQueueName(group) }
 
-    /// A channel consuming the group's queue, declared (or, when someone declared it first with
-    /// other arguments, used as it is) and bound.
+    /// A channel consuming the group's queue: declared with the orchestrator's arguments (or, when
+    /// someone declared it first with others, used as it is, with a warning saying what differs)
+    /// and bound; with `declare: .verify` only checked; with `.none` taken as it is.
     private func openConsumingChannel() async throws -> AMQPChannel {
         var channel = try await messenger.connection.openChannel()
-        do {
-            // The same arguments as the orchestrator's declaration, so neither one's fails.
-            try await channel.queueDeclare(groupQueue, durable: true, arguments: ["x-dead-letter-exchange": .string(messenger.prefix + ".dlx")])
-        } catch let e as AMQPError where e.code == .preconditionFailed {
-            logger.warning("the group's queue exists with other arguments than Warren's; it is used as it is",
-                           metadata: ["queue": "\(groupQueue)", "broker": "\(e.message)"])
-            channel = try await messenger.connection.openChannel()
-            try await channel.queueDeclare(groupQueue, passive: true)
+        switch declare {
+        case .all:
+            channel = try await TopologyDeclarer.declare(topology.groupQueue(group), on: channel, connection: messenger.connection,
+                                                         topology: topology, logger: logger)
+        case .verify:
+            let missing = try await TopologyDeclarer.missing([], [topology.groupQueue(group)], connection: messenger.connection)
+            guard missing.isEmpty else {
+                throw WarrenError(.configuration, "declare: .verify: the broker has no \(missing.joined(separator: ", ")); create it bound "
+                    + "to '\(topology.exchange)' with 'execute.\(group)' (warren topology export --group \(group)), or declare: .all")
+            }
+        case .none:
+            break
         }
-        try await channel.queueBind(groupQueue, exchange: messenger.prefix, routingKey: "execute." + group)
         try await channel.basicQos(prefetchCount: UInt16(min(concurrency, 65535)))
         return channel
     }

@@ -33,6 +33,11 @@ public final class Warren: Service {
     let logger: Logger
     /// Signs approval links (``DurablePromise/link(outcomes:expires:)``), if configured.
     public let links: LinkSigner?
+    /// The queues it declares (the group's): their type and arguments, as the orchestrator's.
+    public let topology: Topology
+    /// How much of the topology it declares (`WARREN_DECLARE`): its group's queue and binding
+    /// (`all`), nothing but a check that the queue exists (`verify`), or nothing (`none`).
+    public let declare: Topology.Declare
     /// The broker user whose execute messages this worker runs (their broker-validated
     /// `user_id`); `nil` runs anyone's.
     public let orchestratorUser: String?
@@ -52,6 +57,10 @@ public final class Warren: Service {
     ///   - links: signs approval links: the orchestrator's public address and a key it holds
     ///     (`warren serve --link-keys-file`). By default from the environment (`WARREN_LINK_URL`,
     ///     and `WARREN_LINK_KEY` or `WARREN_LINK_KEY_FILE`); without it, `link` throws.
+    ///   - queueType: the type of the group's queue, as `warren serve --queue-type`: by default
+    ///     `WARREN_QUEUE_TYPE`, else classic; quorum on a cluster.
+    ///   - declare: what of the topology to declare, as `warren serve --declare`: by default
+    ///     `WARREN_DECLARE`, else `all`.
     ///   - orchestratorUser: the broker user the orchestrator logs in as: execute messages from
     ///     anyone else (their `user_id`, which the broker validates) are refused and dead-lettered.
     ///     By default `WARREN_ORCHESTRATOR_USER`, else this connection's own user; `"*"` runs
@@ -59,7 +68,18 @@ public final class Warren: Service {
     ///     publishing `execute.<group>`).
     public init(url: String, group: String = "workers", prefix: String = "warren", concurrency: Int = 16,
                 leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60), links: LinkSigner? = nil,
+                queueType: Topology.QueueType? = nil, declare: Topology.Declare? = nil,
                 orchestratorUser: String? = nil, logger: Logger = Logger(label: "warren.worker")) async throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let type = queueType ?? Topology.QueueType(rawValue: env["WARREN_QUEUE_TYPE"] ?? "classic") else {
+            throw WarrenError(.configuration, "WARREN_QUEUE_TYPE must be classic or quorum, not '\(env["WARREN_QUEUE_TYPE"] ?? "")'")
+        }
+        guard let mode = declare ?? Topology.Declare(rawValue: env["WARREN_DECLARE"] ?? "all") else {
+            throw WarrenError(.configuration, "WARREN_DECLARE must be all, verify or none, not '\(env["WARREN_DECLARE"] ?? "")'")
+        }
+        let limit = Int64(env["WARREN_DELIVERY_LIMIT"] ?? "") ?? Topology.defaultDeliveryLimit
+        self.topology = Topology(prefix: prefix, queueType: type, deliveryLimit: limit)
+        self.declare = mode
         if let links {
             self.links = links
         } else {
@@ -75,7 +95,7 @@ public final class Warren: Service {
         self.concurrency = max(1, concurrency)
         self.logger = logger
         self.workerID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UUID().uuidString.prefix(8))"
-        self.messenger = try await Messenger.connect(url: url, name: "warren-\(group)", prefix: prefix, logger: logger)
+        self.messenger = try await Messenger.connect(url: url, name: "warren-\(group)", prefix: prefix, declare: mode, logger: logger)
         let trusted = orchestratorUser ?? ProcessInfo.processInfo.environment["WARREN_ORCHESTRATOR_USER"] ?? messenger.user
         self.orchestratorUser = trusted == "*" ? nil : trusted
     }

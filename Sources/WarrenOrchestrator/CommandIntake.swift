@@ -89,8 +89,19 @@ final class CommandIntake: Sendable {
                 throw ContractError(reason: "reply_to '\(String(d.properties.replyTo?.prefix(80) ?? ""))' is not a reply queue: replies go only to "
                     + "queues named \(config.prefix).reply.… or to amq.rabbitmq.reply-to")
             }
-            message = .success(try InboundMessage.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
-                                                         defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes))
+            let headers = d.properties.headers ?? [:]
+            if let id = headers[InboundMessage.promiseIDHeader]?.stringValue {
+                // An event of the team's own (or a resolve) naming its promise in a header: its body is the value.
+                message = .success(try InboundMessage.decodeEvent(promiseID: id, settle: headers[InboundMessage.settleHeader]?.stringValue,
+                                                                  routingKey: d.routingKey, contentType: d.properties.contentType, body: d.body,
+                                                                  maximumBodyBytes: config.maximumBodyBytes))
+            } else if d.exchange != config.exchange && !d.exchange.isEmpty && !InboundMessage.kinds.contains(d.routingKey) {
+                throw ContractError(reason: "an event routed to Warren from the exchange '\(d.exchange.prefix(100))' must name the promise it "
+                    + "settles in the header \(InboundMessage.promiseIDHeader)")
+            } else {
+                message = .success(try InboundMessage.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
+                                                             defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes))
+            }
         } catch {
             message = .failure(error)
         }

@@ -8,6 +8,8 @@ import HummingbirdCore
 import NIOCore
 import Logging
 import ServiceLifecycle
+import WarrenAMQP
+import WarrenContract
 import WarrenStore
 
 /// Why the orchestrator cannot start.
@@ -93,8 +95,7 @@ public final class Orchestrator: Service {
     private func serve(store: SQLiteStore, consuming: AMQPConnection, publishing: AMQPConnection) async throws {
         readiness.problem("consumer", "starting")
         let config = configuration
-        let channel = try await consuming.openChannel()
-        try await Self.declareTopology(on: channel, config: config)
+        let channel = try await Self.declareTopology(on: try await consuming.openChannel(), connection: consuming, config: config, logger: logger)
         try await channel.basicQos(prefetchCount: config.prefetch)
         let outboxChannel = try await publishing.openChannel()
         try await outboxChannel.confirmSelect()
@@ -157,16 +158,31 @@ public final class Orchestrator: Service {
         return rc == 0 ? nil : String(cString: strerror(errno))
     }
 
-    /// Declares the whole topology, idempotently.
-    static func declareTopology(on channel: AMQPChannel, config: OrchestratorConfiguration) async throws {
-        try await channel.exchangeDeclare(config.exchange, type: "topic", durable: true)
-        try await channel.exchangeDeclare(config.deadLetterExchange, type: "fanout", durable: true)
-        try await channel.queueDeclare(config.deadQueue, durable: true)
-        try await channel.queueBind(config.deadQueue, exchange: config.deadLetterExchange, routingKey: "")
-        try await channel.queueDeclare(config.orchestratorQueue, durable: true,
-                                       arguments: ["x-dead-letter-exchange": .string(config.deadLetterExchange)])
-        for key in ["workflow.*", "promise.*", "task.*"] {
-            try await channel.queueBind(config.orchestratorQueue, exchange: config.exchange, routingKey: key)
+    /// Declares the whole topology, idempotently (`--declare all`); checks that it exists
+    /// (`verify`); or trusts the operator (`none`). Returns the channel to go on with (a refused
+    /// declaration closes the one it was made on).
+    static func declareTopology(on channel: AMQPChannel, connection: AMQPConnection, config: OrchestratorConfiguration,
+                                logger: Logger) async throws -> AMQPChannel {
+        let topology = config.topology
+        switch config.declare {
+        case .none:
+            return channel
+        case .verify:
+            let missing = try await TopologyDeclarer.missing(topology.exchanges, [topology.deadQueue, topology.orchestratorQueue],
+                                                             connection: connection)
+            guard missing.isEmpty else {
+                throw OrchestratorError("--declare verify: the broker has no \(missing.joined(separator: ", ")). Create them "
+                    + "(`warren topology export --prefix \(config.prefix)` prints definitions for `rabbitmqctl import_definitions`), "
+                    + "or let Warren declare them with --declare all")
+            }
+            return channel
+        case .all:
+            var channel = channel
+            for e in topology.exchanges { try await channel.exchangeDeclare(e.name, type: e.type, durable: true) }
+            for q in [topology.deadQueue, topology.orchestratorQueue] {
+                channel = try await TopologyDeclarer.declare(q, on: channel, connection: connection, topology: topology, logger: logger)
+            }
+            return channel
         }
     }
 

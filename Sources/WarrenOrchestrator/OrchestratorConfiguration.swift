@@ -9,6 +9,13 @@ public struct OrchestratorConfiguration: Sendable {
     public var databasePath: String
     /// The prefix of every exchange and queue (`warren` gives `warren`, `warren.orchestrator`...).
     public var prefix: String
+    /// The type of the queues it declares (`x-queue-type`): classic, or quorum for a cluster.
+    public var queueType: Topology.QueueType = .classic
+    /// The `x-delivery-limit` of quorum queues (``Topology/deliveryLimit``).
+    public var deliveryLimit: Int64 = Topology.defaultDeliveryLimit
+    /// How much of the topology it declares: all of it, none but checking it exists (`verify`),
+    /// or nothing (`none`: the operator manages it).
+    public var declare: Topology.Declare = .all
     /// How many deliveries the broker sends before they are acked; also the largest batch.
     public var prefetch: UInt16 = 512
     /// The timeout of a promise or workflow whose message names none, in milliseconds.
@@ -79,6 +86,10 @@ public struct OrchestratorConfiguration: Sendable {
                 + "largest message (\(maximumMessageBytes) bytes)")
         }
         guard maximumAttempts >= 1 else { throw OrchestratorError("the number of attempts must be at least 1") }
+        guard deliveryLimit > Int64(maximumAttempts) else {
+            throw OrchestratorError("the delivery limit (\(deliveryLimit)) must be above --max-attempts (\(maximumAttempts)), so that Warren "
+                + "dead-letters a command that stops it, with the reason, before the broker drops it")
+        }
         if httpPort != nil, tokens.isEmpty, !insecure, !AccessPolicy.isLoopback(httpHost) {
             throw OrchestratorError("the HTTP API would listen on \(httpHost) with no tokens: anyone who reaches it could start "
                 + "workflows and settle promises. Give tokens (WARREN_TOKENS or --tokens-file), listen on 127.0.0.1, or say "
@@ -119,6 +130,7 @@ public struct OrchestratorConfiguration: Sendable {
     }
 
     // The topology (docs/messages.md).
+    public var topology: Topology { Topology(prefix: prefix, queueType: queueType, deliveryLimit: deliveryLimit) }
     var exchange: String { prefix }
     var deadLetterExchange: String { prefix + ".dlx" }
     var orchestratorQueue: String { prefix + ".orchestrator" }

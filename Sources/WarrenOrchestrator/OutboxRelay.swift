@@ -1,6 +1,8 @@
 import AMQP
 import Logging
 import Synchronization
+import WarrenAMQP
+import WarrenContract
 import WarrenStore
 
 /// Publishes the outbox with pipelined confirms, deleting each row only after its confirm.
@@ -309,6 +311,11 @@ final class OutboxRelay: Sendable {
                     _ = declaredGroups.withLock { $0.remove(String(row.routingKey.dropFirst("execute.".count))) }
                 }
                 if attempt >= Self.attemptsBeforeSettingAside {
+                    if e.code == .unroutable, let group = Self.group(of: row), config.declare != .all {
+                        return try await setAside(row, reason: "no queue takes \(row.routingKey) and --declare \(config.declare.rawValue) "
+                            + "declares none: create the queue '\(config.groupQueue(group))' bound to '\(config.exchange)' with '\(row.routingKey)' "
+                            + "(warren topology export --group \(group)), then warren outbox retry")
+                    }
                     return try await setAside(row, reason: e.message)
                 }
                 attempt += 1
@@ -410,28 +417,35 @@ final class OutboxRelay: Sendable {
     }
 
     /// Declares a group's queue before the first execute message for it, so it is never routed
-    /// to nowhere (workers declare it too, with the same arguments).
+    /// to nowhere (workers declare it too, with the same arguments). With `--declare verify` or
+    /// `none` nothing is declared: the operator's queue takes it, or the message is set aside
+    /// saying which queue is missing.
     ///
-    /// A queue that someone declared first with other arguments (a quorum queue, a length limit)
-    /// is used as it is, with a warning: the broker refuses the declaration (closing the channel),
-    /// so the relay opens a new channel, checks that the queue exists and binds it.
+    /// A queue that someone declared first with other arguments (another type, a length limit)
+    /// is used as it is, with a warning that says what differs: the broker refuses the
+    /// declaration (closing the channel), so the relay opens a new channel, checks that the
+    /// queue exists and binds it.
     private func declareGroup(_ group: String) async throws {
         guard !declaredGroups.withLock({ $0.contains(group) }) else { return }
-        let queue = config.groupQueue(group)
+        guard config.declare == .all else {
+            _ = declaredGroups.withLock { $0.insert(group) }
+            return
+        }
+        let topology = config.topology
+        let queue = topology.groupQueue(group)
         do {
-            try await channel.queueDeclare(queue, durable: true, arguments: ["x-dead-letter-exchange": .string(config.deadLetterExchange)])
+            try await channel.queueDeclare(queue.name, durable: true, arguments: TopologyDeclarer.fieldTable(queue.arguments))
         } catch let e as AMQPError where e.code == .preconditionFailed {
             try await reopenIfClosed()
             do {
-                try await channel.queueDeclare(queue, passive: true)
+                try await channel.queueDeclare(queue.name, passive: true)
             } catch let missing as AMQPError where missing.code == .notFound || missing.code == .channelClosed {
                 try await reopenIfClosed()
-                throw Refused(reason: "the queue '\(queue)' cannot be declared: \(e.message)")
+                throw Refused(reason: "the queue '\(queue.name)' cannot be declared: \(e.message)")
             }
-            logger.warning("the queue of a worker group exists with other arguments than Warren's; it is used as it is",
-                           metadata: ["queue": "\(queue)", "broker": "\(e.message)"])
+            logger.warning("\(topology.explainMismatch(queue: queue.name, brokerMessage: e.message))")
         }
-        try await channel.queueBind(queue, exchange: config.exchange, routingKey: "execute." + group)
+        for b in queue.bindings { try await channel.queueBind(queue.name, exchange: b.exchange, routingKey: b.routingKey) }
         _ = declaredGroups.withLock { $0.insert(group) }
     }
 }

@@ -265,6 +265,38 @@ struct TasksCommand: AsyncParsableCommand {
     }
 }
 
+/// `warren topology`: what Warren declares on the broker, for a team that manages it itself.
+struct TopologyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topology", abstract: "Warren's exchanges, queues and bindings, for a team that manages its broker's topology.",
+        subcommands: [Export.self], defaultSubcommand: Export.self)
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print Warren's topology as a RabbitMQ definitions document.",
+            discussion: """
+                Import it with `rabbitmqctl import_definitions FILE` (or the management UI), then run Warren with
+                --declare verify (or none). Example:
+                  warren topology export --queue-type quorum --group refunds --group reports > warren-definitions.json
+                """)
+        @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).") var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
+        @Option(help: "The vhost the definitions are for.") var vhost = "/"
+        @Option(name: .customLong("queue-type"), help: "classic or quorum (WARREN_QUEUE_TYPE).")
+        var queueType = ProcessInfo.processInfo.environment["WARREN_QUEUE_TYPE"] ?? "classic"
+        @Option(name: .customLong("delivery-limit"), help: "The x-delivery-limit of quorum queues.") var deliveryLimit = Topology.defaultDeliveryLimit
+        @Option(name: .customLong("group"), help: "A worker group whose queue to include (repeat for more).") var groups: [String] = []
+
+        func validate() throws {
+            guard Topology.QueueType(rawValue: queueType) != nil else { throw ValidationError("--queue-type must be classic or quorum") }
+        }
+
+        func run() throws {
+            print(Topology(prefix: prefix, queueType: Topology.QueueType(rawValue: queueType)!, deliveryLimit: deliveryLimit)
+                .definitions(vhost: vhost, groups: groups))
+        }
+    }
+}
+
 /// `warren outbox`: the outgoing messages the broker refused, and sending them again.
 struct OutboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

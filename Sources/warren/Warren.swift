@@ -27,7 +27,8 @@ struct WarrenCommand: AsyncParsableCommand {
             77 the server wants a token (WARREN_TOKEN) or refused it.
             """,
         version: WarrenVersion.current,
-        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, OutboxCommand.self, Backup.self, Migrate.self]
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
+                      Backup.self, Migrate.self]
     )
 }
 
@@ -46,6 +47,16 @@ struct OrchestratorOptions: ParsableArguments {
 
     @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).")
     var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
+
+    @Option(name: .customLong("queue-type"), help: "The type of the queues Warren declares: classic, or quorum on a cluster (WARREN_QUEUE_TYPE).")
+    var queueType = ProcessInfo.processInfo.environment["WARREN_QUEUE_TYPE"] ?? "classic"
+
+    @Option(name: .customLong("delivery-limit"),
+            help: "The x-delivery-limit of quorum queues: deliveries before the broker dead-letters a message (WARREN_DELIVERY_LIMIT).")
+    var deliveryLimit = Int64(ProcessInfo.processInfo.environment["WARREN_DELIVERY_LIMIT"] ?? "") ?? Topology.defaultDeliveryLimit
+
+    @Option(help: "What of the topology to declare: all, verify (check it exists, say what is missing) or none (WARREN_DECLARE).")
+    var declare = ProcessInfo.processInfo.environment["WARREN_DECLARE"] ?? "all"
 
     @Option(help: "Deliveries in flight, and the largest batch per transaction (WARREN_PREFETCH).")
     var prefetch: UInt16 = UInt16(ProcessInfo.processInfo.environment["WARREN_PREFETCH"] ?? "") ?? 512
@@ -108,6 +119,8 @@ struct OrchestratorOptions: ParsableArguments {
             throw ValidationError("--prefix '\(prefix)' may hold letters, digits and -_. only")
         }
         guard (1...65535).contains(httpPort) else { throw ValidationError("--http-port must be from 1 to 65535") }
+        guard Topology.QueueType(rawValue: queueType) != nil else { throw ValidationError("--queue-type must be classic or quorum, not '\(queueType)'") }
+        guard Topology.Declare(rawValue: declare) != nil else { throw ValidationError("--declare must be all, verify or none, not '\(declare)'") }
         if let retention { _ = try parseDuration(retention) }
     }
 
@@ -130,6 +143,9 @@ struct OrchestratorOptions: ParsableArguments {
         }
         var config = OrchestratorConfiguration(amqpURL: url, databasePath: database, prefix: prefix)
         config.prefetch = prefetch
+        config.queueType = Topology.QueueType(rawValue: queueType)!
+        config.deliveryLimit = deliveryLimit
+        config.declare = Topology.Declare(rawValue: declare)!
         config.httpHost = httpHost
         config.httpPort = noHTTP ? nil : httpPort
         config.retention = try retention.map(parseDuration)

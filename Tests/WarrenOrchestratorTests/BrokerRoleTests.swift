@@ -20,9 +20,9 @@ struct BrokerRoleTests {
     /// exchange (write, read), if any.
     static func roles(_ p: String, group: String) -> [String: (perms: [String], topic: [String]?)] {
         [
-            "orchestrator": ([#"^\#(p)(\.(dlx|dead|orchestrator|group\..+))?$"#,
-                              #"^(amq\.default|\#(p)(\.(dlx|dead|orchestrator|group\..+))?)$"#,
-                              #"^\#(p)(\.(dlx|dead|orchestrator|group\..+))?$"#], nil),
+            "orchestrator": ([#"^\#(p)(\.(dlx|dead|events|orchestrator|group\..+))?$"#,
+                              #"^(amq\.default|\#(p)(\.(dlx|dead|events|orchestrator|group\..+))?)$"#,
+                              #"^\#(p)(\.(dlx|dead|events|orchestrator|group\..+))?$"#], nil),
             "worker": ([#"^\#(p)\.(group\.\#(group)|reply\..+)$"#,
                         #"^\#(p)(\.(dlx|group\.\#(group)))?$"#,
                         #"^\#(p)(\.(group\.\#(group)|reply\..+))?$"#],

@@ -109,8 +109,11 @@ struct HardeningTests {
         }
     }
 
-    @Test func aCommandThatKeepsStoppingTheOrchestratorIsDeadLetteredAfterBoundedAttempts() async throws {
-        let h = try await Harness.start()
+    /// On a quorum queue too: Warren counts the attempts itself and dead-letters the command with
+    /// its reason, long before the broker's delivery limit (which Warren sets, 1,000) would.
+    @Test(arguments: ["classic", "quorum"])
+    func aCommandThatKeepsStoppingTheOrchestratorIsDeadLetteredAfterBoundedAttempts(queueType: String) async throws {
+        let h = try await Harness.start(["--queue-type", queueType])
         defer { Task { await h.stop() } }
         do {
             // Applying 'stuck' never finishes (a trigger computes for minutes): the orchestrator is
@@ -133,7 +136,7 @@ struct HardeningTests {
                 // The broker counts it unacked only once it is delivered: give the process a moment in the trigger.
                 try await Task.sleep(for: .milliseconds(300))
                 _ = await h.orchestrator.kill(SIGKILL)
-                try await h.orchestrator.start(["--max-attempts", "2"])
+                try await h.orchestrator.start(["--max-attempts", "2", "--queue-type", queueType])
             }
             let dead = try await Self.deadLetters(h, count: 1)
             #expect(dead[0].reason.contains("delivered") && dead[0].reason.contains("times"), "\(dead[0].reason)")

@@ -20,9 +20,9 @@ struct OrchestratorTests {
         let channel: AMQPChannel
         let events: AMQPConsumer
 
-        static func start() async throws -> Harness {
+        static func start(_ arguments: [String] = []) async throws -> Harness {
             let orchestrator = OrchestratorProcess(url: try brokerURL())
-            try await orchestrator.start()
+            try await orchestrator.start(arguments)
             let connection = try await AMQPConnection.connect(url: orchestrator.url, name: "orchestrator-test")
             let channel = try await connection.openChannel()
             try await channel.confirmSelect()

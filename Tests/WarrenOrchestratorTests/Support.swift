@@ -119,13 +119,14 @@ struct Record: Decodable, Equatable {
 /// An orchestrator, a worker process (WarrenTestWorker) and a client of group `clientGroup`, on
 /// `broker` (the shared one by default): runs `body`, prints both logs if it throws, and stops
 /// everything.
-func withWorkflows(broker: String? = nil, clientGroup: String = "gateway",
+func withWorkflows(broker: String? = nil, clientGroup: String = "gateway", orchestratorArguments: [String] = [],
+                   workerEnvironment: [String: String] = [:],
                    _ body: (OrchestratorProcess, WorkerProcess, Warren) async throws -> Void) async throws {
     let orchestrator = OrchestratorProcess(url: try broker ?? brokerURL())
     let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
     defer { orchestrator.remove(); worker.remove() }
-    try await orchestrator.start()
-    try worker.start(url: orchestrator.url, prefix: orchestrator.prefix)
+    try await orchestrator.start(orchestratorArguments)
+    try worker.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: workerEnvironment)
     let client = try await Warren(url: orchestrator.url, group: clientGroup, prefix: orchestrator.prefix)
     do {
         try await body(orchestrator, worker, client)

@@ -66,6 +66,13 @@ nonisolated func main() async throws {
         let decision: String = try await approval.value()
         return "\(workflowID): \(decision)"
     }
+    // An order waiting for the team's own `order.approved` event, which names its promise in a header.
+    warren.register("order-workflow") { (ctx: Context, order: String) async throws -> String in
+        let approval = try await ctx.promise(id: "\(order)-approval")
+        FileHandle.standardOutput.write(Data("waiting for \(approval.id)\n".utf8))
+        let event: [String: String] = try await approval.value()
+        return "\(order) approved by \(event["approvedBy"] ?? "?")"
+    }
     warren.register("slow-workflow") { (ctx: Context, label: String) async throws -> String in
         let slow = try await ctx.run({ (_: Context, label: String) async throws -> String in
             FileHandle.standardOutput.write(Data("step started: \(label)\n".utf8))

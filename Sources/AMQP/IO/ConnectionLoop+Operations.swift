@@ -116,6 +116,20 @@ extension ConnectionLoop {
         topology.record(b)
     }
 
+    func exchangeBind(_ b: ExchangeBinding, on ch: ChannelState) throws(AMQPError) {
+        defer { arena.reset() }
+        _ = amqp_exchange_bind(conn, ch.id, arena.bytes(b.destination), arena.bytes(b.source), arena.bytes(b.routingKey), arena.table(b.arguments))
+        try checkReply("exchange.bind '\(b.destination)' to '\(b.source)'", on: ch)
+        topology.record(b)
+    }
+
+    func exchangeUnbind(_ b: ExchangeBinding, on ch: ChannelState) throws(AMQPError) {
+        defer { arena.reset() }
+        _ = amqp_exchange_unbind(conn, ch.id, arena.bytes(b.destination), arena.bytes(b.source), arena.bytes(b.routingKey), arena.table(b.arguments))
+        try checkReply("exchange.unbind '\(b.destination)' from '\(b.source)'", on: ch)
+        topology.forget(b)
+    }
+
     func queueUnbind(_ b: QueueBinding, on ch: ChannelState) throws(AMQPError) {
         defer { arena.reset() }
         _ = amqp_queue_unbind(conn, ch.id, arena.bytes(b.queue), arena.bytes(b.exchange), arena.bytes(b.routingKey), arena.table(b.arguments))
@@ -264,6 +278,11 @@ extension ConnectionLoop {
             try redeclare("exchange '\(e.name)'") {
                 _ = amqp_exchange_declare(conn, spare, arena.bytes(e.name), arena.bytes(e.type), 0, e.durable ? 1 : 0,
                                           e.autoDelete ? 1 : 0, e.internal ? 1 : 0, arena.table(e.arguments))
+            }
+        }
+        for b in topology.exchangeBindings {
+            try redeclare("binding of exchange '\(b.destination)' to '\(b.source)'") {
+                _ = amqp_exchange_bind(conn, spare, arena.bytes(b.destination), arena.bytes(b.source), arena.bytes(b.routingKey), arena.table(b.arguments))
             }
         }
         for q in topology.queues {

@@ -24,6 +24,13 @@ struct QueueBinding: Sendable, Equatable {
     var arguments: FieldTable
 }
 
+struct ExchangeBinding: Sendable, Equatable {
+    var destination: String
+    var source: String
+    var routingKey: String
+    var arguments: FieldTable
+}
+
 /// What this connection declared, in order, so that recovery can declare it again: exclusive
 /// and auto-delete queues vanish with the connection, and a broker restarted without its data
 /// has nothing. Queues with broker-chosen names are not recorded: their names change.
@@ -31,6 +38,15 @@ struct Topology {
     private(set) var exchanges: [ExchangeDeclaration] = []
     private(set) var queues: [QueueDeclaration] = []
     private(set) var bindings: [QueueBinding] = []
+    private(set) var exchangeBindings: [ExchangeBinding] = []
+
+    mutating func record(_ b: ExchangeBinding) {
+        if !exchangeBindings.contains(b) { exchangeBindings.append(b) }
+    }
+
+    mutating func forget(_ b: ExchangeBinding) {
+        exchangeBindings.removeAll { $0 == b }
+    }
 
     mutating func record(_ e: ExchangeDeclaration) {
         exchanges.removeAll { $0.name == e.name }
@@ -53,6 +69,7 @@ struct Topology {
     mutating func forgetExchange(_ name: String) {
         exchanges.removeAll { $0.name == name }
         bindings.removeAll { $0.exchange == name }
+        exchangeBindings.removeAll { $0.source == name || $0.destination == name }
     }
 
     mutating func forgetQueue(_ name: String) {

@@ -42,6 +42,49 @@ enum InboundMessage: Equatable {
     static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "promise.get", "promise.subscribe", "promise.search",
                         "workflow.start", "task.claim", "task.suspend", "task.complete", "task.retry", "task.progress"]
 
+    /// The header by which any event (a team's own, routed in through `<prefix>.events` or sent
+    /// as `promise.resolve`) names the promise it settles; its body is the value.
+    static let promiseIDHeader = "x-warren-promise-id"
+    /// `resolve` (the default) or `reject`, for such an event.
+    static let settleHeader = "x-warren-settle"
+
+    /// An event that settles the promise its header names with its body: JSON as it is, other
+    /// text as a JSON string, the content type kept in the value's headers.
+    static func decodeEvent(promiseID: String, settle: String?, routingKey: String, contentType: String?, body: [UInt8],
+                            maximumBodyBytes: Int) throws(ContractError) -> InboundMessage {
+        guard body.count <= maximumBodyBytes else {
+            throw ContractError(reason: "the message is \(body.count) bytes; the limit is \(maximumBodyBytes)")
+        }
+        let completion: PromiseRules.Completion
+        switch settle?.lowercased() ?? (routingKey == "promise.reject" ? "reject" : "resolve") {
+        case "resolve": completion = .resolve
+        case "reject": completion = .reject
+        default: throw ContractError(reason: "the header \(settleHeader) must be resolve or reject, not '\(settle!.prefix(30))'")
+        }
+        guard let text = String(validating: body, as: UTF8.self) else {
+            throw ContractError(reason: "an event that settles a promise must have a UTF-8 body (JSON or text)")
+        }
+        let type = contentType?.lowercased() ?? ""
+        let data: String
+        if type.isEmpty || type.hasPrefix("application/json") || type.hasSuffix("+json") {
+            do {
+                data = try JSONValue.parse(body).jsonText
+            } catch {
+                guard !type.isEmpty else { data = JSONValue.string(text).jsonText; return event(promiseID, completion, data, contentType) }
+                throw ContractError(reason: "the body is not valid JSON although its content type is \(type): \(error)")
+            }
+        } else {
+            data = JSONValue.string(text).jsonText
+        }
+        return event(promiseID, completion, data, contentType)
+    }
+
+    private static func event(_ id: String, _ completion: PromiseRules.Completion, _ data: String, _ contentType: String?) -> InboundMessage {
+        var headers: [String: String] = [:]
+        if let contentType, !contentType.isEmpty { headers["content-type"] = contentType }
+        return .settlePromise(SettlePromise(id: id, completion: completion, value: PromiseValue(headers: headers, data: data)))
+    }
+
     /// Decodes a message body; `now` and `defaultTimeout` (milliseconds) turn durations into
     /// epoch milliseconds.
     static func decode(routingKey: String, type: String?, body: [UInt8], now: Int64, defaultTimeout: Int64,
