@@ -1,40 +1,73 @@
 #!/usr/bin/env bash
-# Benchmarks workflows end to end (release build): a private broker, `warren serve`, a worker
-# process and a client process on the same machine. Prints three-step workflows/s at 1, 32 and
-# 256 in flight (each started with rpc and awaited through its settled event), and the idle
-# latency from resolving a promise a workflow waits on to the workflow's result.
-#   Scripts/bench-workflows.sh [--workflows N] [--samples N]
+# Benchmarks workflows end to end (release build): a private broker (or a three-node cluster),
+# `warren serve`, a worker process and a client process on the same machine. Prints three-step
+# workflows/s at 1, 32 and 256 in flight (each started with rpc and awaited through its settled
+# event), and the idle latency from resolving a promise a workflow waits on to the workflow's
+# result.
+#   Scripts/bench-workflows.sh [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster]
+# --queue-type both runs classic, then quorum queues, on the same broker in the same run and prints
+# their ratio; --cluster runs on a three-node cluster (Scripts/cluster.sh), every process given all
+# three nodes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
-workflows=2000; samples=200
+workflows=2000; samples=200; types=classic; cluster=false
+usage() { echo "usage: $0 [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster]" >&2; exit 64; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --workflows) workflows=$2; shift 2 ;;
     --samples) samples=$2; shift 2 ;;
-    *) echo "usage: $0 [--workflows N] [--samples N]" >&2; exit 64 ;;
+    --queue-type) types=$2; shift 2 ;;
+    --cluster) cluster=true; shift ;;
+    *) usage ;;
   esac
 done
+case "$types" in classic|quorum) ;; both) types="classic quorum" ;; *) usage ;; esac
 Scripts/install-deps.sh
-bench_environment wf-bench 5697
+if $cluster; then
+  work=$(mktemp -d "${TMPDIR:-/tmp}/warren-wf-bench.XXXXXX")
+  bench_pids=()
+  cleanup_cluster() { bench_cleanup; Scripts/cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"; }
+  trap cleanup_cluster EXIT INT TERM
+  Scripts/cluster.sh start "$work/cluster" --nodes 3 >/dev/null
+  url=$(Scripts/cluster.sh url "$work/cluster")
+  broker_pids=$(cat "$work"/cluster/node*/broker.pid)
+else
+  bench_environment wf-bench 5697
+  broker_pids=$(cat "$work/broker/broker.pid")
+fi
 swift build -c release --product warren >/dev/null
 swift build -c release --product WorkflowBenchmark >/dev/null
 bin=$(swift build -c release --show-bin-path)
-background "$bin/warren" serve --amqp-url "$url" --db "$work/warren.db" --log-level warning 2>"$work/warren.log"
-background "$bin/WorkflowBenchmark" worker "$url" >"$work/worker.log" 2>&1
-wait_for_consumer "$work/broker" warren.group.bench
-broker_pid=$(cat "$work/broker/broker.pid")
-orchestrator_pid=${bench_pids[0]}; worker_pid=${bench_pids[1]}
 echo "workflow benchmark: three-step workflows started with rpc, each awaited through its subscription"
-echo "(cpu_*: microseconds of CPU per workflow, by process, over the throughput run alone)"
-for n in 1 32 256; do
-  count=$workflows
-  [ "$n" -eq 1 ] && count=$((workflows / 10))
-  b0=$(cpu_ms "$broker_pid"); o0=$(cpu_ms "$orchestrator_pid"); w0=$(cpu_ms "$worker_pid")
-  line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" 0)
-  b=$(( ($(cpu_ms "$broker_pid") - b0) * 1000 / count )); o=$(( ($(cpu_ms "$orchestrator_pid") - o0) * 1000 / count ))
-  w=$(( ($(cpu_ms "$worker_pid") - w0) * 1000 / count ))
-  echo "in flight $n ($count workflows): $line cpu_broker=$b cpu_orchestrator=$o cpu_worker=$w"
+echo "(on $($cluster && echo "a three-node cluster" || echo "one broker"); cpu_*: microseconds of CPU per workflow, by process, over the throughput run alone)"
+declare -A at256
+for type in $types; do
+  export WARREN_PREFIX="wb-$type" WARREN_QUEUE_TYPE="$type"
+  background "$bin/warren" serve --amqp-url "$url" --db "$work/warren-$type.db" --log-level warning --http-port "$(free_port 18300)" 2>"$work/warren-$type.log"
+  orchestrator_pid=${bench_pids[-1]}
+  background "$bin/WorkflowBenchmark" worker "$url" >"$work/worker-$type.log" 2>&1
+  worker_pid=${bench_pids[-1]}
+  for _ in $(seq 1 300); do grep -q "worker serving" "$work/worker-$type.log" 2>/dev/null && break; sleep 0.1; done
+  sleep 0.5
+  echo "queues: $type"
+  for n in 1 32 256; do
+    count=$workflows
+    [ "$n" -eq 1 ] && count=$((workflows / 10))
+    # shellcheck disable=SC2086
+    b0=$(cpu_ms $broker_pids); o0=$(cpu_ms "$orchestrator_pid"); w0=$(cpu_ms "$worker_pid")
+    line=$("$bin/WorkflowBenchmark" client "$url" "$count" "$n" 0)
+    # shellcheck disable=SC2086
+    b=$(( ($(cpu_ms $broker_pids) - b0) * 1000 / count )); o=$(( ($(cpu_ms "$orchestrator_pid") - o0) * 1000 / count ))
+    w=$(( ($(cpu_ms "$worker_pid") - w0) * 1000 / count ))
+    echo "  in flight $n ($count workflows): $line cpu_broker=$b cpu_orchestrator=$o cpu_worker=$w"
+    [ "$n" -eq 256 ] && at256[$type]=$(sed 's/.*workflows_per_s=\([0-9]*\).*/\1/' <<<"$line")
+  done
+  echo "  idle resume ($samples samples: resolve a promise a waiting workflow awaits -> its result at the client):"
+  echo "    $("$bin/WorkflowBenchmark" client "$url" 1 1 "$samples" | sed 's/workflows_per_s=[0-9]* //')"
+  kill "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
+  wait "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
 done
-echo "idle resume ($samples samples: resolve a promise a waiting workflow awaits -> its result at the client):"
-echo "  $("$bin/WorkflowBenchmark" client "$url" 1 1 "$samples" | sed 's/workflows_per_s=[0-9]* //')"
+if [ -n "${at256[classic]:-}" ] && [ -n "${at256[quorum]:-}" ]; then
+  echo "quorum / classic at 256 in flight: $(awk "BEGIN { printf \"%.2f\", ${at256[quorum]} / ${at256[classic]} }")"
+fi

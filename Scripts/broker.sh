@@ -2,6 +2,7 @@
 # A private RabbitMQ broker in a folder of its own, run as the current user without systemd.
 #
 #   Scripts/broker.sh start DIR [--port N] [--tls-port N] [--consumer-timeout MS] [--max-message-size BYTES] [--management-port N]
+#                               [--cookie SECRET]   (the Erlang cookie: the same on every node of a cluster)
 #   Scripts/broker.sh stop DIR          stop the broker started in DIR (and epmd if no other node runs)
 #   Scripts/broker.sh kill DIR          SIGKILL the broker (a crash, for tests)
 #   Scripts/broker.sh status DIR        exit 0 when the broker in DIR answers
@@ -30,7 +31,7 @@ ctl() { "$RMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
 case "$cmd" in
 start)
-  port=5672; tls_port=""; consumer_timeout=""; mgmt_port=""; max_message_size=""
+  port=5672; tls_port=""; consumer_timeout=""; mgmt_port=""; max_message_size=""; cookie=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --port) port=$2; shift 2 ;;
@@ -38,6 +39,7 @@ start)
       --consumer-timeout) consumer_timeout=$2; shift 2 ;;
       --max-message-size) max_message_size=$2; shift 2 ;;
       --management-port) mgmt_port=$2; shift 2 ;;
+      --cookie) cookie=$2; shift 2 ;;
       *) echo "broker.sh: unknown option $1" >&2; usage ;;
     esac
   done
@@ -48,6 +50,12 @@ start)
   fi
   mkdir -p "$dir/mnesia" "$dir/log"
   node="warren${port}@localhost"
+  if [ -n "$cookie" ]; then
+    # The node and rabbitmqctl both read it from HOME (the broker's folder).
+    rm -f "$dir/.erlang.cookie"
+    printf '%s' "$cookie" >"$dir/.erlang.cookie"
+    chmod 400 "$dir/.erlang.cookie"
+  fi
   {
     echo "listeners.tcp.default = 127.0.0.1:$port"
     echo "loopback_users = none"
@@ -69,7 +77,10 @@ start)
   # short timeout (a test's), tick often enough for the timeout to mean what it says.
   tick=60000
   [ -n "$consumer_timeout" ] && tick=$(( consumer_timeout / 4 > 100 ? consumer_timeout / 4 : 100 ))
-  echo "[{rabbit, [{channel_tick_interval, $tick}]}]." >"$dir/advanced.config"
+  # A node of a cluster (--cookie) notices a peer that died within seconds, not net_ticktime's default minute.
+  kernel=""
+  [ -n "$cookie" ] && kernel=", {kernel, [{net_ticktime, ${RABBITMQ_NET_TICKTIME:-10}}]}"
+  echo "[{rabbit, [{channel_tick_interval, $tick}]}$kernel]." >"$dir/advanced.config"
   if [ -n "$mgmt_port" ]; then echo "[rabbitmq_management]." >"$dir/enabled_plugins"; else echo "[]." >"$dir/enabled_plugins"; fi
   cat >"$dir/broker.env" <<ENV
 HOME=$dir

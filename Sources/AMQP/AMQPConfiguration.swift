@@ -82,6 +82,11 @@ public struct AMQPConfiguration: Sendable {
     public var user: String
     public var password: String
     public var vhost: String
+    /// More brokers of the same cluster, tried in order after `host:port` when it cannot be
+    /// reached; a connection lost is recovered on the next one first.
+    public var failoverEndpoints: [AMQPEndpoint] = []
+    /// Every broker this configuration may connect to, `host:port` first.
+    public var endpoints: [AMQPEndpoint] { [AMQPEndpoint(host: host, port: port)] + failoverEndpoints }
     /// TLS settings; `nil` for a plain TCP connection.
     public var tls: TLS?
     public var authentication: Authentication = .plain
@@ -115,6 +120,7 @@ public struct AMQPConfiguration: Sendable {
         let uri = try AMQPURI(url)
         self.init(host: uri.host, port: uri.port, user: uri.user, password: uri.password,
                   vhost: uri.vhost, tls: uri.tls ? TLS() : nil)
+        failoverEndpoints = Array(uri.endpoints.dropFirst())
         func number(_ key: String, _ range: ClosedRange<Int>) throws(AMQPError) -> Int? {
             guard let text = uri.query[key] else { return nil }
             guard let n = Int(text), range.contains(n) else {
@@ -146,7 +152,10 @@ public struct AMQPConfiguration: Sendable {
     }
 
     /// Where this configuration points, without the password.
-    public var endpointDescription: String {
-        "\(tls == nil ? "amqp" : "amqps")://\(user)@\(host):\(port)/\(vhost == "/" ? "%2f" : vhost)"
+    public var endpointDescription: String { describe(endpoints) }
+
+    /// `amqp://user@host:port/vhost` for `endpoints`, without the password.
+    func describe(_ endpoints: [AMQPEndpoint]) -> String {
+        "\(tls == nil ? "amqp" : "amqps")://\(user)@\(endpoints.map(\.description).joined(separator: ","))/\(vhost == "/" ? "%2f" : vhost)"
     }
 }

@@ -64,6 +64,9 @@ public final class AMQPConnection: Sendable {
     /// How many times the connection has been recovered since it opened.
     public var recoveryCount: Int { loop.recoveryCount }
 
+    /// The broker this connection is on now (one of the configuration's endpoints).
+    public var endpoint: AMQPEndpoint { loop.connectedEndpoint }
+
     /// Closes the connection: sends what is queued, closes politely, ends every consumer.
     /// Unconfirmed publishes fail. Closing twice does nothing.
     public func close() async {

@@ -1,7 +1,19 @@
+/// One broker's address.
+public struct AMQPEndpoint: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
 /// The parts of an AMQP URI: `amqp://user:pass@host:port/vhost?heartbeat=10`.
 ///
 /// Follows RabbitMQ's URI specification: user, password and vhost are percent-decoded, so the
-/// default vhost `/` is written `%2f`; `amqps://` selects TLS and port 5671. An empty path means
+/// default vhost `/` is written `%2f`; `amqps://` selects TLS and port 5671. Several brokers of
+/// one cluster may be named, comma-separated: `amqp://u:p@node1:5672,node2:5672,node3/%2f`. An empty path means
 /// the default vhost `/`. Query parameters understood: `heartbeat` (seconds),
 /// `connection_timeout` (milliseconds), `channel_max`, `frame_max`, and for TLS `cacertfile`,
 /// `certfile`, `keyfile`, `verify` (`verify_peer` or `verify_none`), `auth_mechanism`
@@ -15,6 +27,8 @@ public struct AMQPURI: Sendable, Equatable, CustomStringConvertible {
     public var tls: Bool
     public var host: String
     public var port: Int
+    /// Every broker the URI names, the first (`host`, `port`) included: `amqp://u:p@a:5672,b:5673/%2f`.
+    public var endpoints: [AMQPEndpoint]
     public var user: String
     public var password: String
     public var vhost: String
@@ -52,30 +66,13 @@ public struct AMQPURI: Sendable, Equatable, CustomStringConvertible {
                 password = p
             }
         }
-        var portText: Substring? = nil
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw fail("an IPv6 host needs a closing ']'") }
-            host = String(authority[authority.index(after: authority.startIndex)..<close])
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { throw fail("unexpected text after the IPv6 host") }
-                portText = after.dropFirst()
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = String(authority[..<colon])
-            portText = authority[authority.index(after: colon)...]
-        } else {
-            host = String(authority)
+        // Several brokers of one cluster: `host1:5672,host2:5673` (the first is tried first).
+        endpoints = []
+        for part in authority.split(separator: ",", omittingEmptySubsequences: false) {
+            endpoints.append(try AMQPURI.endpoint(part, tls: tls, fail: fail))
         }
-        guard let decodedHost = AMQPURI.percentDecode(Substring(host)) else { throw fail("the host has a bad percent-escape") }
-        host = decodedHost.isEmpty ? "localhost" : decodedHost
-        port = tls ? 5671 : 5672
-        if let portText, !portText.isEmpty {
-            guard let p = Int(portText), (1...65535).contains(p) else {
-                throw fail("the port '\(portText)' is not a number from 1 to 65535")
-            }
-            port = p
-        }
+        host = endpoints[0].host
+        port = endpoints[0].port
         vhost = "/"
         if let pathText, !pathText.isEmpty {
             guard !pathText.contains("/") else {
@@ -95,10 +92,61 @@ public struct AMQPURI: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// One URI naming the brokers of several (`--amqp-url` given once per node): they must agree
+    /// on everything but the host and port.
+    public static func merge(_ urls: [String]) throws(AMQPError) -> String {
+        guard let first = urls.first else { throw AMQPError(.invalidURI, "no AMQP URI given") }
+        if urls.count == 1 { return first }
+        let base = try AMQPURI(first)
+        var hosts: [String] = []
+        for url in urls {
+            let uri = try AMQPURI(url)
+            guard uri.tls == base.tls, uri.user == base.user, uri.password == base.password, uri.vhost == base.vhost, uri.query == base.query else {
+                throw AMQPError(.invalidURI, "the AMQP URIs '\(uri)' and '\(base)' name different users, vhosts, schemes or options; "
+                    + "the brokers of one cluster share them")
+            }
+            hosts += uri.endpoints.map(\.description)
+        }
+        // The first URI with its hosts replaced by all of them.
+        let afterScheme = first.range(of: "://")!.upperBound
+        let authorityEnd = first[afterScheme...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? first.endIndex
+        let hostStart = first[afterScheme..<authorityEnd].lastIndex(of: "@").map { first.index(after: $0) } ?? afterScheme
+        return String(first[..<hostStart]) + hosts.joined(separator: ",") + String(first[authorityEnd...])
+    }
+
+    /// One `host[:port]` (or `[v6]:port`) of the authority.
+    static func endpoint(_ text: Substring, tls: Bool, fail: (String) -> AMQPError) throws(AMQPError) -> AMQPEndpoint {
+        var host: String
+        var portText: Substring? = nil
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw fail("an IPv6 host needs a closing ']'") }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let after = text[text.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw fail("unexpected text after the IPv6 host") }
+                portText = after.dropFirst()
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon])
+            portText = text[text.index(after: colon)...]
+        } else {
+            host = String(text)
+        }
+        guard let decodedHost = AMQPURI.percentDecode(Substring(host)) else { throw fail("the host has a bad percent-escape") }
+        host = decodedHost.isEmpty ? "localhost" : decodedHost
+        var port = tls ? 5671 : 5672
+        if let portText, !portText.isEmpty {
+            guard let p = Int(portText), (1...65535).contains(p) else {
+                throw fail("the port '\(portText)' is not a number from 1 to 65535")
+            }
+            port = p
+        }
+        return AMQPEndpoint(host: host, port: port)
+    }
+
     /// The URI with the password hidden, for logs and errors.
     public var description: String {
-        let h = host.contains(":") ? "[\(host)]" : host
-        return "\(tls ? "amqps" : "amqp")://\(user):***@\(h):\(port)/\(vhost == "/" ? "%2f" : vhost)"
+        "\(tls ? "amqps" : "amqp")://\(user):***@\(endpoints.map(\.description).joined(separator: ","))/\(vhost == "/" ? "%2f" : vhost)"
     }
 
     /// Hides the password of a URI that may not even parse.

@@ -10,7 +10,10 @@ import WarrenContract
 /// connection recovers).
 final class Messenger: Sendable {
     let connection: AMQPConnection
-    let channel: AMQPChannel
+    /// The channel commands are published on (in confirm mode), replaced after a nack or when
+    /// the broker closed it (``renewChannel(ifStill:)``).
+    var channel: AMQPChannel { publishing.withLock { $0 } }
+    private let publishing: Mutex<AMQPChannel>
     let prefix: String
     let replyQueue: String
     /// The broker user this connection logs in as, sent as `user_id` on every message (the
@@ -23,7 +26,7 @@ final class Messenger: Sendable {
 
     private init(connection: AMQPConnection, channel: AMQPChannel, prefix: String, replyQueue: String, logger: Logger) {
         self.connection = connection
-        self.channel = channel
+        self.publishing = Mutex(channel)
         self.prefix = prefix
         self.replyQueue = replyQueue
         self.user = connection.configuration.authentication == .plain ? connection.configuration.user : nil
@@ -74,8 +77,9 @@ final class Messenger: Sendable {
 
     /// Publishes a command to the orchestrator; the confirmation says the broker has it.
     @discardableResult
-    func publish(_ kind: String, _ body: String, replyTo: String? = nil, correlationID: String? = nil) throws -> PublishConfirmation {
-        try channel.basicPublish(body, exchange: prefix, routingKey: kind, properties: BasicProperties(
+    func publish(_ kind: String, _ body: String, replyTo: String? = nil, correlationID: String? = nil,
+                 on channel: AMQPChannel? = nil) throws -> PublishConfirmation {
+        try (channel ?? self.channel).basicPublish(body, exchange: prefix, routingKey: kind, properties: BasicProperties(
             contentType: "application/json", deliveryMode: .persistent, correlationID: correlationID, replyTo: replyTo,
             messageID: UUID().uuidString, type: kind, userID: user))
     }
@@ -85,22 +89,43 @@ final class Messenger: Sendable {
     /// Commands are idempotent, so one whose publish was lost with the connection, whose reply
     /// does not come within `timeout`, or whose reply may have been lost while the connection
     /// recovered (the reply queue lives with the connection), is sent again (up to `attempts` times).
+    /// One the broker refused at once (a nack: a quorum queue electing a leader after a node's
+    /// loss; a connection being recovered) is sent again with back-off for up to
+    /// ``nackPatience``, without counting as an attempt.
+    /// How long a command the broker keeps refusing is sent again: longer than a cluster takes to
+    /// settle after a node's loss.
+    static let nackPatience: Duration = .seconds(120)
+
     func request(_ kind: String, _ body: String, timeout: Duration = .seconds(30), attempts: Int = 5) async throws -> AMQPDelivery {
         var lastError: any Error = WarrenError(.unavailable, "\(kind): no reply")
-        for attempt in 1...max(1, attempts) {
+        var attempt = 0
+        var refusedSince: ContinuousClock.Instant? = nil
+        var backoff = 0
+        while attempt < max(1, attempts) {
             let correlationID = UUID().uuidString
             let pending = PendingReply()
             pendingReplies.withLock { $0[correlationID] = pending }  // before publishing: a reply can be fast
+            let used = channel
             do {
                 let recoveries = connection.recoveryCount
-                try await publish(kind, body, replyTo: replyQueue, correlationID: correlationID).wait()
+                try await publish(kind, body, replyTo: replyQueue, correlationID: correlationID, on: used).wait()
                 return try await pending.wait(timeout: timeout, what: kind) { [connection] in connection.recoveryCount != recoveries }
             } catch {
                 _ = pendingReplies.withLock { $0.removeValue(forKey: correlationID) }
                 lastError = (error as? AMQPError).map { WarrenError(.unavailable, "\(kind): \($0.message)") } ?? error
                 if let e = error as? WarrenError, e.code == .timedOut { throw e }
+                if let e = error as? AMQPError, e.code == .nacked || e.code == .channelClosed { await renewChannel(ifStill: used) }
+                if let e = error as? AMQPError, e.code == .nacked || e.code == .connectionLost {
+                    let since = refusedSince ?? .now
+                    refusedSince = since
+                    if ContinuousClock.now - since >= Self.nackPatience { throw lastError }
+                } else {
+                    attempt += 1
+                    refusedSince = nil
+                }
+                backoff += 1
                 logger.debug("request failed; sending it again", metadata: ["kind": "\(kind)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: .milliseconds(min(100 * attempt, 2000)))
+                try await Task.sleep(for: .milliseconds(min(50 * (1 << min(backoff, 6)), 2000)))
             }
         }
         throw lastError
@@ -138,6 +163,31 @@ final class Messenger: Sendable {
             return try await request(kind, body, timeout: max(.milliseconds(1), deadline - .now), attempts: attempts)
         } catch let e as WarrenError where e.code == .unavailable && ContinuousClock.now >= deadline {
             throw WarrenError(.timedOut, "\(kind): no outcome within \(timeout)")
+        }
+    }
+
+    /// Replaces the publishing channel `failed` with a new one, unless another caller already
+    /// did: after a nack (RabbitMQ 3.10 was seen nacking every later publish of a channel that
+    /// published to a quorum queue while it had no leader, while a new channel's went through),
+    /// or when the broker closed it (a refused publish closes its channel).
+    func renewChannel(ifStill failed: AMQPChannel) async {
+        guard channel === failed else { return }
+        do {
+            let fresh = try await connection.openChannel()
+            try await fresh.confirmSelect()
+            let swapped = publishing.withLock { current -> Bool in
+                guard current === failed else { return false }
+                current = fresh
+                return true
+            }
+            if swapped {
+                logger.info("opened a new channel for commands", metadata: ["after": "\(failed.closeReason?.message ?? "a nack")"])
+                try? await failed.close()
+            } else {
+                try? await fresh.close()
+            }
+        } catch {
+            logger.warning("could not open a new channel for commands", metadata: ["error": "\(error)"])
         }
     }
 

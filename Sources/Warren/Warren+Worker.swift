@@ -89,6 +89,7 @@ extension Warren {
             held.settle { try $0.reject(requeue: false) }
             return
         }
+        let publishing = messenger.channel
         do {
             var message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(delivery.body))
             if delivery.redelivered || message.children == nil {
@@ -107,7 +108,9 @@ extension Warren {
             held.settle { try $0.reject(requeue: true) }
             return
         } catch let e as AMQPError {
-            // The report may not have reached the broker: run it again from the top.
+            // The report may not have reached the broker: run it again from the top (on a new
+            // channel if the broker nacked it or closed the channel).
+            if e.code == .nacked || e.code == .channelClosed { await messenger.renewChannel(ifStill: publishing) }
             logger.warning("execute message requeued", metadata: ["error": "\(e.message)"])
             held.settle { try $0.reject(requeue: true) }
             return

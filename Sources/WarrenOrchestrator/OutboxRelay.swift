@@ -74,6 +74,11 @@ final class OutboxRelay: Sendable {
     /// How many times a row is tried on its own before it is set aside, for refusals that may
     /// pass (a `basic.nack`, an unroutable execute message whose queue is declared again).
     static let attemptsBeforeSettingAside = 3
+    /// How long a row the broker nacks is tried again before it is set aside: longer than a
+    /// cluster takes to settle after a node's loss (a quorum queue elects a leader in seconds,
+    /// but RabbitMQ 3.10 was seen nacking publishes to a queue for a minute after a node died
+    /// shortly after the cluster formed).
+    static let nackPatience: Duration = .seconds(120)
     /// How long publishing may fail before `/ready` reports the outbox stuck.
     static let stuckAfter: Duration = .seconds(2)
 
@@ -283,10 +288,13 @@ final class OutboxRelay: Sendable {
     }
 
     /// Publishes one row and waits for its confirm. A refusal that is the row's (its channel
-    /// closed by the broker, no queue for it, a nack) sets it aside after
-    /// ``attemptsBeforeSettingAside`` tries; a lost connection is no row's fault and is retried.
+    /// closed by the broker, no queue for it) sets it aside after ``attemptsBeforeSettingAside``
+    /// tries; a lost connection is no row's fault and is retried. A nack is what a quorum queue
+    /// answers while it has no leader (a node of the cluster just died, an election is under way):
+    /// it is retried with back-off for ``nackPatience`` before the row is set aside.
     private func publishAlone(_ row: OutboxMessage) async throws {
         var attempt = 1
+        let firstTry = ContinuousClock.now
         while true {
             try await reopenIfClosed()
             let confirmation: PublishConfirmation
@@ -309,6 +317,12 @@ final class OutboxRelay: Sendable {
                 if e.code == .unroutable, row.routingKey.hasPrefix("execute.") {
                     // The queue may have been deleted since it was declared: declare it again.
                     _ = declaredGroups.withLock { $0.remove(String(row.routingKey.dropFirst("execute.".count))) }
+                }
+                if e.code == .nacked, ContinuousClock.now - firstTry < Self.nackPatience {
+                    try await renewChannel()
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(min(100 * (1 << min(attempt, 5)), 2000)))
+                    continue
                 }
                 if attempt >= Self.attemptsBeforeSettingAside {
                     if e.code == .unroutable, let group = Self.group(of: row), config.declare != .all {
@@ -358,6 +372,18 @@ final class OutboxRelay: Sendable {
         try await fresh.confirmSelect()
         currentChannel.withLock { $0 = fresh }
         logger.info("outbox relay: opened a new channel", metadata: ["closed because": "\(reason.message)"])
+    }
+
+    /// Replaces the channel with a new one after a nack: RabbitMQ 3.10 was seen nacking every
+    /// later publish of a channel that published to a quorum queue while it had no leader (a
+    /// node of the cluster just died), while a new channel's publishes went through.
+    private func renewChannel() async throws {
+        let old = channel
+        let fresh = try await connection.openChannel()
+        try await fresh.confirmSelect()
+        currentChannel.withLock { $0 = fresh }
+        try? await old.close()
+        logger.info("outbox relay: opened a new channel after a nack")
     }
 
     /// Tells `/ready` whether the outbox makes progress.

@@ -3,19 +3,21 @@
 //   WorkflowBenchmark worker URL
 //   WorkflowBenchmark client URL WORKFLOWS IN_FLIGHT LATENCY_SAMPLES
 // The client prints: workflows_per_s=<n> resume_p50_us=<us> resume_p99_us=<us> (no latency with 0 samples)
+// WARREN_PREFIX and WARREN_QUEUE_TYPE choose the topology, as for any Warren process.
 import Foundation
 import Logging
 import ServiceLifecycle
 import Warren
 
 let args = CommandLine.arguments
+let prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
 
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
 @Sendable func increment(_ ctx: Context, _ n: Int) async throws -> Int { n + 1 }
 
 nonisolated func worker(url: String) async throws {
-    let warren = try await Warren(url: url, group: "bench", concurrency: 256)
+    let warren = try await Warren(url: url, group: "bench", prefix: prefix, concurrency: 256)
     // Three trivial durable steps.
     warren.register("three-steps") { (ctx: Context, n: Int) async throws -> Int in
         let a = try await ctx.run(increment, n, name: "a")
@@ -31,7 +33,7 @@ nonisolated func worker(url: String) async throws {
 }
 
 nonisolated func client(url: String, total: Int, inFlight: Int, samples: Int) async throws {
-    let warren = try await Warren(url: url, group: "bench-client")
+    let warren = try await Warren(url: url, group: "bench-client", prefix: prefix)
     let run = UUID().uuidString.prefix(8)
     let start = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -39,8 +39,16 @@ enum WarrenVersion {
 /// The options `serve` and `dev` share.
 struct OrchestratorOptions: ParsableArguments {
     @Option(name: .customLong("amqp-url"),
-            help: "The broker's AMQP URI (WARREN_AMQP_URL). A password here shows in ps: give it in WARREN_AMQP_URL or --amqp-url-file instead.")
-    var amqpURL = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
+            help: "The broker's AMQP URI (WARREN_AMQP_URL); for a cluster, repeat it once per node or list the nodes: amqp://u:p@n1:5672,n2:5672/%2f. A password here shows in ps: give it in WARREN_AMQP_URL or --amqp-url-file instead.")
+    var amqpURLs: [String] = []
+
+    /// The URI: the options' (one per node, merged), else the environment's, else the default.
+    var amqpURL: String {
+        get throws {
+            if amqpURLs.isEmpty { return ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f" }
+            do { return try AMQPURI.merge(amqpURLs) } catch { throw CLIError(error.message, code: 64) }
+        }
+    }
 
     @Option(name: .customLong("amqp-url-file"), help: "A file holding the broker's AMQP URI, credentials included (WARREN_AMQP_URL_FILE).")
     var amqpURLFile = ProcessInfo.processInfo.environment["WARREN_AMQP_URL_FILE"]
@@ -130,13 +138,13 @@ struct OrchestratorOptions: ParsableArguments {
             handler.logLevel = logLevel
             return handler
         }
-        var url = amqpURL
+        var url = try amqpURL
         if let amqpURLFile {
             guard let text = try? String(contentsOfFile: amqpURLFile, encoding: .utf8) else {
                 throw CLIError("cannot read the AMQP URL file '\(amqpURLFile)'", code: 64)
             }
             url = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        } else if amqpURL != ProcessInfo.processInfo.environment["WARREN_AMQP_URL"], let uri = try? AMQPURI(amqpURL),
+        } else if !amqpURLs.isEmpty, let uri = try? AMQPURI(url),
                   uri.password != "guest" || uri.user != "guest" {
             Logger(label: "warren").warning(
                 "the AMQP URL's password was given on the command line, where ps shows it to every user of this machine: give it in WARREN_AMQP_URL or --amqp-url-file instead")

@@ -150,3 +150,52 @@ public struct PrivateBroker: Sendable {
         try? FileManager.default.removeItem(atPath: dir)
     }
 }
+
+/// A RabbitMQ cluster of a test's own (several nodes on this machine), through Scripts/cluster.sh.
+public struct PrivateCluster: Sendable {
+    public let dir: String
+    public let nodes: Int
+
+    public static func start(nodes: Int = 3) async throws -> PrivateCluster {
+        let cluster = PrivateCluster(dir: NSTemporaryDirectory() + "warren-test-brokers/cluster-\(UInt32.random(in: 0..<UInt32.max))", nodes: nodes)
+        try await cluster.script(["start", cluster.dir, "--nodes", "\(nodes)"])
+        return cluster
+    }
+
+    @discardableResult
+    func script(_ args: [String]) async throws -> String {
+        let r = try await run("/bin/bash", [packageRoot.appendingPathComponent("Scripts/cluster.sh").path] + args)
+        if r.status != 0 { throw TestFailure("cluster.sh \(args.joined(separator: " ")) failed: \(r.output)") }
+        return r.output
+    }
+
+    /// The AMQP URI naming every node.
+    public func url() async throws -> String {
+        try await script(["url", dir]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The AMQP port of node `i` (1-based).
+    public func port(_ i: Int) async throws -> Int {
+        let hosts = try await url().split(separator: "@")[1].split(separator: "/")[0].split(separator: ",")
+        return Int(hosts[i - 1].split(separator: ":")[1])!
+    }
+
+    /// The node (1-based) whose AMQP port is `port`, or whose name (`warren<port>@localhost`) is given.
+    public func node(named name: String) async throws -> Int? {
+        for i in 1...nodes where name.contains("warren\(try await port(i))@") { return i }
+        return nil
+    }
+
+    public func kill(_ i: Int) async throws { try await script(["kill", dir, "\(i)"]) }
+    public func restart(_ i: Int) async throws { try await script(["restart", dir, "\(i)"]) }
+
+    public func ctl(_ i: Int, _ args: [String]) async throws -> String {
+        try await run("/bin/bash", [packageRoot.appendingPathComponent("Scripts/cluster.sh").path, "ctl", dir, "\(i)"] + args).output
+    }
+
+    /// Stops every node and removes the folder.
+    public func destroy() async {
+        _ = try? await script(["stop", dir])
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}

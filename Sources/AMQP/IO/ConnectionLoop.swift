@@ -28,6 +28,7 @@ final class ConnectionLoop: @unchecked Sendable {
         var terminalError: AMQPError?
         var state: AMQPConnection.State = .connecting
         var recoveries = 0
+        var endpoint: AMQPEndpoint?
     }
 
     private let inbox = Mutex(Inbox())
@@ -45,6 +46,10 @@ final class ConnectionLoop: @unchecked Sendable {
     var consumersWithPending: [ConsumerState] = []
     let arena = CArena()
     private var lastInbound = ContinuousClock.now
+    /// The endpoint (of `config.endpoints`) connected to, or to try first.
+    private var endpointIndex = 0
+    /// The broker connected to now.
+    var endpoint: AMQPEndpoint { config.endpoints[endpointIndex % config.endpoints.count] }
     /// The connection incarnation: raised on every loss, so delivery tags of a dead
     /// connection are never acknowledged on its successor.
     private(set) var generation: UInt64 = 1
@@ -109,6 +114,12 @@ final class ConnectionLoop: @unchecked Sendable {
     }
 
     var publicState: AMQPConnection.State { inbox.withLock { $0.state } }
+    var connectedEndpoint: AMQPEndpoint { inbox.withLock { $0.endpoint } ?? config.endpoints[0] }
+
+    private func publishEndpoint() {
+        let e = endpoint
+        inbox.withLock { $0.endpoint = e }
+    }
     var recoveryCount: Int { inbox.withLock { $0.recoveries } }
 
     /// Asks the thread to close the connection and waits until it has.
@@ -234,14 +245,38 @@ final class ConnectionLoop: @unchecked Sendable {
 
     // MARK: Opening, losing and recovering the connection
 
-    /// Opens the socket and logs in (blocking this thread, bounded by the connect timeout).
+    /// Connects to the first broker of `config.endpoints` that takes the connection, starting
+    /// with the current one (after a loss, the next one: the node that went away is tried last).
+    /// A refused login ends the search: every node of a cluster has the same users.
     private func open() throws(AMQPError) {
+        let endpoints = config.endpoints
+        var failures: [(AMQPEndpoint, AMQPError)] = []
+        for i in 0..<endpoints.count {
+            let index = (endpointIndex + i) % endpoints.count
+            do {
+                try open(endpoints[index])
+                endpointIndex = index
+                publishEndpoint()
+                return
+            } catch let e where e.code == .accessRefused || e.code == .notAllowed || e.code == .invalidArgument {
+                throw e
+            } catch {
+                failures.append((endpoints[index], error))
+            }
+        }
+        guard failures.count > 1, let last = failures.last?.1 else { throw failures[0].1 }
+        throw AMQPError(last.code, "none of the \(failures.count) brokers took the connection: "
+            + failures.map { "\($0.0) (\($0.1.message))" }.joined(separator: "; "))
+    }
+
+    /// Opens the socket to `target` and logs in (blocking this thread, bounded by the connect timeout).
+    private func open(_ target: AMQPEndpoint) throws(AMQPError) {
         guard let c = amqp_new_connection() else {
             throw AMQPError(.connectionRefused, "rabbitmq-c could not allocate a connection")
         }
         var ready = false
         defer { if !ready { amqp_destroy_connection(c) } }
-        let endpoint = "\(config.host):\(config.port)"
+        let endpoint = target.description
         let socket: OpaquePointer?
         if let tls = config.tls {
             socket = amqp_ssl_socket_new(c)
@@ -266,7 +301,7 @@ final class ConnectionLoop: @unchecked Sendable {
         }
         guard let socket else { throw AMQPError(.connectionRefused, "rabbitmq-c could not create a socket") }
         var connectTimeout = timeval(config.connectTimeout)
-        let status = amqp_socket_open_noblock(socket, config.host, Int32(config.port), &connectTimeout)
+        let status = amqp_socket_open_noblock(socket, target.host, Int32(target.port), &connectTimeout)
         if status != AMQP_STATUS_OK.rawValue {
             throw openError(status, endpoint: endpoint)
         }
@@ -299,7 +334,7 @@ final class ConnectionLoop: @unchecked Sendable {
         sockfd = amqp_get_sockfd(c)
         lastInbound = .now
         ready = true
-        logger.debug("connected", metadata: ["amqp.endpoint": "\(config.endpointDescription)"])
+        logger.debug("connected", metadata: ["amqp.endpoint": "\(config.describe([target]))"])
     }
 
     private func openError(_ status: Int32, endpoint: String) -> AMQPError {
@@ -308,7 +343,7 @@ final class ConnectionLoop: @unchecked Sendable {
         case AMQP_STATUS_TIMEOUT.rawValue, AMQP_STATUS_SOCKET_INUSE.rawValue:
             return AMQPError(.timeout, "connecting to \(endpoint) timed out after \(config.connectTimeout) (\(text))")
         case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED.rawValue:
-            return AMQPError(.connectionRefused, "cannot resolve host '\(config.host)' (\(text))")
+            return AMQPError(.connectionRefused, "cannot resolve host '\(endpoint)' (\(text))")
         case AMQP_STATUS_SSL_ERROR.rawValue, AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue,
              AMQP_STATUS_SSL_PEER_VERIFY_FAILED.rawValue, AMQP_STATUS_SSL_CONNECTION_FAILED.rawValue:
             return AMQPError(.tls, "TLS handshake with \(endpoint) failed: \(text); check the CA file and the broker's certificate")
@@ -341,7 +376,7 @@ final class ConnectionLoop: @unchecked Sendable {
                     + "to vhost '\(config.vhost)': check the credentials and the vhost")
             }
             if status == AMQP_STATUS_TIMEOUT.rawValue {
-                return AMQPError(.timeout, "logging in to \(config.host):\(config.port) timed out after \(config.connectTimeout)")
+                return AMQPError(.timeout, "logging in to \(self.endpoint) timed out after \(config.connectTimeout)")
             }
             if status == AMQP_STATUS_SSL_ERROR.rawValue {
                 return AMQPError(.tls, "TLS failed during login: \(String(cString: amqp_error_string2(status)))")
@@ -357,7 +392,7 @@ final class ConnectionLoop: @unchecked Sendable {
         if status == AMQP_STATUS_TIMEOUT.rawValue {
             return AMQPError(.timeout, "no reply from the broker within \(config.rpcTimeout) while \(what)")
         }
-        return AMQPError(.connectionLost, "lost the connection to \(config.host):\(config.port) while \(what): \(text)")
+        return AMQPError(.connectionLost, "lost the connection to \(endpoint) while \(what): \(text)")
     }
 
     /// The connection is gone: fail what was in flight, keep channels and consumers for recovery.
@@ -367,6 +402,8 @@ final class ConnectionLoop: @unchecked Sendable {
         sockfd = -1
         amqp_destroy_connection(c)
         generation += 1
+        // Recovery tries the next broker of a cluster first.
+        endpointIndex = (endpointIndex + 1) % config.endpoints.count
         logger.warning("connection lost", metadata: ["error": "\(error.message)"])
         for ch in channels.values {
             ch.failInFlight(error)
@@ -399,7 +436,7 @@ final class ConnectionLoop: @unchecked Sendable {
                 if let c = conn { conn = nil; amqp_destroy_connection(c) }
                 logger.debug("recovery attempt failed", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 if let max = config.recovery.maximumAttempts, attempt >= max {
-                    finish(AMQPError(.connectionLost, "gave up reconnecting to \(config.host):\(config.port) after \(attempt) attempts: \(error.message)"))
+                    finish(AMQPError(.connectionLost, "gave up reconnecting to \(config.describe(config.endpoints)) after \(attempt) attempts: \(error.message)"))
                     return false
                 }
                 delay = min(delay * 2, config.recovery.maximumDelay)
