@@ -27,7 +27,7 @@ Scripts/install-deps.sh
 if $cluster; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/warren-wf-bench.XXXXXX")
   bench_pids=()
-  cleanup_cluster() { bench_cleanup; Scripts/cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true; rm -rf "$work"; }
+  cleanup_cluster() { Scripts/cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true; bench_cleanup; }
   trap cleanup_cluster EXIT INT TERM
   Scripts/cluster.sh start "$work/cluster" --nodes 3 >/dev/null
   url=$(Scripts/cluster.sh url "$work/cluster")

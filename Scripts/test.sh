@@ -19,6 +19,7 @@ run_dir=$(mktemp -d "${TMPDIR:-/tmp}/warren-tests.XXXXXX")
 cleanup() {
   for dir in "$run_dir"/broker "$run_dir"/warren-test-brokers/*; do
     [ -f "$dir/broker.env" ] && Scripts/broker.sh stop "$dir" >/dev/null 2>&1 || true
+    [ -f "$dir/cluster.env" ] && Scripts/cluster.sh stop "$dir" >/dev/null 2>&1 || true
   done
   rm -rf "$run_dir"
 }
@@ -27,15 +28,18 @@ trap cleanup EXIT INT TERM
 port=$(free_port 5673)
 Scripts/broker.sh start "$run_dir/broker" --port "$port"
 export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
-# Tests that need a broker of their own (restarts, TLS) create it under $TMPDIR.
+# Tests that need a broker of their own (restarts, TLS, a three-node cluster) create it under $TMPDIR.
+# The cluster test runs 200 workflows through node failures; WARREN_CLUSTER_WORKFLOWS=2000 for more.
 export TMPDIR="$run_dir"
 
 swift build --build-tests
 swift test --skip-build "$@"
 
-# The chaos suite, at a small size (about two minutes), when the whole suite runs; the full size
+# The chaos suite, at a small size (about two minutes, and one more on a cluster), when the whole suite runs; the full size
 # is `Scripts/chaos.sh --workflows 2000 --rate 10` (docs/reliability.md). A fixed seed here, so a
 # failure in CI replays; `Scripts/chaos.sh` alone takes a new seed each run.
 if [ $# -eq 0 ]; then
   Scripts/chaos.sh --seed 20261129 --workflows 300
+  # And on a three-node cluster with quorum queues, a node SIGKILLed as the broker fault.
+  Scripts/chaos.sh --cluster --seed 20261202 --workflows 150
 fi

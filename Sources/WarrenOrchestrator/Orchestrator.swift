@@ -354,9 +354,20 @@ public final class Orchestrator: Service {
              let .recordProgress(id, _, _, _, _), let .retryTask(id, _, _, _, _, _):
             (taskID, what) = (id, "report for task '\(id)'")
         case .createPromise(let r), .startWorkflow(let r, _, _):
-            let root = PromiseRules.root(of: r.id)
-            guard root != r.id else { return }
-            (taskID, what) = (root, "create '\(r.id)' inside workflow '\(root)'")
+            // The nearest enclosing workflow owns the id: a child workflow (`<root>.<n>`, perhaps
+            // of another group) owns what its own code creates (`<root>.<n>.<m>`).
+            var owner = r.id
+            var found: TaskRecord? = nil
+            while let dot = owner.lastIndex(of: ".") {
+                owner = String(owner[..<dot])
+                if let t = try tx.task(id: owner) { found = t; break }
+            }
+            guard let found else { return }
+            guard config.mayAct(user: incoming.user, forGroup: found.group) else {
+                throw StoreError(.forbidden, "the broker user \(incoming.user.map { "'\($0)'" } ?? "(no user_id property)") may not create "
+                    + "'\(r.id)' inside workflow '\(owner)' of group '\(found.group)' (--group-users)")
+            }
+            return
         default:
             return
         }

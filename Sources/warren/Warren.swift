@@ -132,6 +132,18 @@ struct OrchestratorOptions: ParsableArguments {
         if let retention { _ = try parseDuration(retention) }
     }
 
+    /// Secrets from the environment variable `variable` (entries separated by `;`) and the file, together.
+    static func secrets(_ variable: String, file: String?, what: String) throws -> String {
+        var text = ProcessInfo.processInfo.environment[variable] ?? ""
+        if let file {
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw CLIError("cannot read the \(what) '\(file)'", code: 64)
+            }
+            text += "\n" + contents
+        }
+        return text
+    }
+
     func run(database: String, logLevel: Logger.Level) async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -158,29 +170,13 @@ struct OrchestratorOptions: ParsableArguments {
         config.httpPort = noHTTP ? nil : httpPort
         config.retention = try retention.map(parseDuration)
         config.maximumMessageBytes = maximumMessageBytes
-        var tokenText = ProcessInfo.processInfo.environment["WARREN_TOKENS"] ?? ""
-        if let tokensFile {
-            guard let text = try? String(contentsOfFile: tokensFile, encoding: .utf8) else {
-                throw CLIError("cannot read the tokens file '\(tokensFile)'", code: 64)
-            }
-            tokenText += "\n" + text
-        }
         do {
-            config.tokens = try AccessToken.parse(tokenText)
+            config.tokens = try AccessToken.parse(try Self.secrets("WARREN_TOKENS", file: tokensFile, what: "tokens file"))
+            config.linkKeys = try LinkKey.parse(try Self.secrets("WARREN_LINK_KEYS", file: linkKeysFile, what: "link keys file"))
         } catch let e as OrchestratorError {
             throw CLIError(e.description, code: 64)
-        }
-        var linkKeyText = ProcessInfo.processInfo.environment["WARREN_LINK_KEYS"] ?? ""
-        if let linkKeysFile {
-            guard let text = try? String(contentsOfFile: linkKeysFile, encoding: .utf8) else {
-                throw CLIError("cannot read the link keys file '\(linkKeysFile)'", code: 64)
-            }
-            linkKeyText += "\n" + text
-        }
-        do {
-            config.linkKeys = try LinkKey.parse(linkKeyText)
-        } catch {
-            throw CLIError(error.description, code: 64)
+        } catch let e as LinkError {
+            throw CLIError(e.description, code: 64)
         }
         do {
             config.groupUsers = try groupUsers.map(OrchestratorConfiguration.parseGroupUsers)

@@ -179,6 +179,11 @@ struct Options {
     var faultEvery = 2.0
     /// Workflows started per second, so that the faults land while they run.
     var rate = 5.0
+    /// A cluster's folder (Scripts/cluster.sh) instead of one broker: every process gets all
+    /// the nodes and quorum queues, and the broker fault kills and restarts one node.
+    var clusterDir = ""
+    var clusterURL = ""
+    var nodes = 3
 }
 
 final class Figures: @unchecked Sendable {
@@ -222,7 +227,7 @@ final class Stack: @unchecked Sendable {
 
     init(_ o: Options) {
         self.o = o
-        url = "amqp://guest:guest@127.0.0.1:\(o.port)/%2f"
+        url = o.clusterDir.isEmpty ? "amqp://guest:guest@127.0.0.1:\(o.port)/%2f" : o.clusterURL
         prefix = "chaos"
         httpPort = freePort()
     }
@@ -231,12 +236,21 @@ final class Stack: @unchecked Sendable {
 
     func startOrchestrator() throws {
         orchestrator = try spawn(o.bin + "/warren", ["serve", "--amqp-url", url, "--db", o.work + "/warren.db", "--prefix", prefix,
-                                                     "--http-port", "\(httpPort)"], log: o.work + "/orchestrator.log")
+                                                     "--http-port", "\(httpPort)", "--queue-type", queueType], log: o.work + "/orchestrator.log")
     }
 
     func startWorker(_ i: Int) throws {
-        let pid = try spawn(o.bin + "/WarrenChaos", ["worker", url, prefix, runsLog, o.work + "/counters"], log: o.work + "/worker\(i).log")
+        let pid = try spawn(o.bin + "/WarrenChaos", ["worker", url, prefix, runsLog, o.work + "/counters"], log: o.work + "/worker\(i).log",
+                            environment: ["WARREN_QUEUE_TYPE": queueType])
         lock.lock(); workers[i] = pid; lock.unlock()
+    }
+
+    var queueType: String { o.clusterDir.isEmpty ? "classic" : "quorum" }
+
+    /// On a cluster: SIGKILLs node `node` (1-based) or starts it again.
+    func node(_ command: String, _ node: Int) async throws {
+        let r = try await run("/bin/bash", [o.scripts + "/cluster.sh", command, o.clusterDir, "\(node)"])
+        if r.status != 0 { throw TestFailure("cluster.sh \(command) \(node): \(r.output)") }
     }
 
     func broker(_ command: String) async throws {
@@ -262,7 +276,8 @@ func drive(_ o: Options) async throws -> Bool {
     for i in 0..<o.workers { try stack.startWorker(i) }
     let http = HTTP(base: "http://127.0.0.1:\(stack.httpPort)")
     _ = try await http.retrying("GET", "/health", limit: .seconds(60))
-    let client = try await Warren(url: stack.url, group: "chaos-driver", prefix: stack.prefix)
+    let client = try await Warren(url: stack.url, group: "chaos-driver", prefix: stack.prefix,
+                                  queueType: o.clusterDir.isEmpty ? .classic : .quorum)
     defer { let c = client; Task { await c.close() } }
     print("chaos: seed \(o.seed), \(specs.count) workflows (\(Dictionary(grouping: specs, by: \.kind).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", "))), \(o.workers) workers")
 
@@ -288,6 +303,12 @@ func drive(_ o: Options) async throws -> Bool {
                     figures.add("orchestrator SIGKILLed")
                     try await Task.sleep(for: .milliseconds(Int(rng.next() % 1000)))
                     try stack.startOrchestrator()
+                case 6 where !o.clusterDir.isEmpty:
+                    let node = Int(rng.next() % UInt64(o.nodes)) + 1
+                    try await stack.node("kill", node)
+                    figures.add("cluster node SIGKILLed and restarted")
+                    try await Task.sleep(for: .milliseconds(Int(rng.next() % 2000)))
+                    try await stack.node("restart", node)
                 case 6:
                     try await stack.broker("stop")
                     figures.add("broker stopped and started")
@@ -508,6 +529,9 @@ while i + 1 < arguments.count {
     case "--workers": options.workers = Int(value) ?? 2
     case "--fault-every": options.faultEvery = Double(value) ?? 2
     case "--rate": options.rate = Double(value) ?? 5
+    case "--cluster-dir": options.clusterDir = value
+    case "--cluster-url": options.clusterURL = value
+    case "--nodes": options.nodes = Int(value) ?? 3
     default: FileHandle.standardError.write(Data("unknown option \(key)\n".utf8)); exit(64)
     }
     i += 2

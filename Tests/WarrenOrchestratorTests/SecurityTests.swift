@@ -222,7 +222,7 @@ struct SecurityTests {
     /// broker's CA with SSL_CERT_FILE, as an operator would add a private CA); without it, the
     /// private broker's certificate is refused. The password never shows in `ps` or the log.
     @Test func amqpsVerifiesAgainstTheSystemBundleAndCredentialsStayOutOfPsAndLogs() async throws {
-        try await withPrivateBrokerTLS { broker in
+        try await withPrivateBroker(tls: true) { broker in
             _ = try await broker.ctl(["add_user", "ops-app", "pw-Hunter2-0123"])
             _ = try await broker.ctl(["set_permissions", "-p", "/", "ops-app", ".*", ".*", ".*"])
             let secretURL = "amqps://ops-app:pw-Hunter2-0123@localhost:\(broker.tlsPort!)/%2f"
@@ -257,16 +257,5 @@ struct SecurityTests {
                                                                      "--http-port", "\(freePort())", "--max-attempts", "0"])
             #expect(shown.output.contains("ps shows it") && !shown.output.contains("pw-Hunter2"), "\(shown.output)")
         }
-    }
-
-    func withPrivateBrokerTLS(_ body: (PrivateBroker) async throws -> Void) async throws {
-        let broker = try await PrivateBroker.start(tls: true)
-        do {
-            try await body(broker)
-        } catch {
-            await broker.destroy()
-            throw error
-        }
-        await broker.destroy()
     }
 }

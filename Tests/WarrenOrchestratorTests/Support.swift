@@ -169,9 +169,9 @@ func settledWorkflow(_ id: String, at base: String, headers: [String: String] = 
 
 /// A private broker for one test (to stop it, or to give it settings of its own): runs `body`
 /// and destroys the broker, also when `body` throws.
-func withPrivateBroker(consumerTimeoutMillis: Int? = nil, maximumMessageBytes: Int? = nil,
+func withPrivateBroker(tls: Bool = false, consumerTimeoutMillis: Int? = nil, maximumMessageBytes: Int? = nil,
                        _ body: (PrivateBroker) async throws -> Void) async throws {
-    let broker = try await PrivateBroker.start(consumerTimeoutMillis: consumerTimeoutMillis, maximumMessageBytes: maximumMessageBytes)
+    let broker = try await PrivateBroker.start(tls: tls, consumerTimeoutMillis: consumerTimeoutMillis, maximumMessageBytes: maximumMessageBytes)
     do {
         try await body(broker)
     } catch {
