@@ -31,7 +31,8 @@ if $cluster; then
   trap cleanup_cluster EXIT INT TERM
   Scripts/cluster.sh start "$work/cluster" --nodes 3 >/dev/null
   url=$(Scripts/cluster.sh url "$work/cluster")
-  broker_pids=$(cat "$work"/cluster/node*/broker.pid)
+  # One pid a line (the pid files end without a newline).
+  broker_pids=$(for f in "$work"/cluster/node*/broker.pid; do cat "$f"; echo; done)
 else
   bench_environment wf-bench 5697
   broker_pids=$(cat "$work/broker/broker.pid")
