@@ -68,7 +68,10 @@ public struct AMQPURI: Sendable, Equatable, CustomStringConvertible {
         }
         // Several brokers of one cluster: `host1:5672,host2:5673` (the first is tried first).
         endpoints = []
-        for part in authority.split(separator: ",", omittingEmptySubsequences: false) {
+        let parts = authority.split(separator: ",", omittingEmptySubsequences: false)
+        for part in parts {
+            // `amqp://h1,,h2` is a typo, not a broker on localhost.
+            if parts.count > 1, part.isEmpty { throw fail("the host list has an empty entry") }
             endpoints.append(try AMQPURI.endpoint(part, tls: tls, fail: fail))
         }
         host = endpoints[0].host

@@ -96,7 +96,9 @@ public final class Warren: Service {
         self.logger = logger
         self.workerID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UUID().uuidString.prefix(8))"
         self.messenger = try await Messenger.connect(url: url, name: "warren-\(group)", prefix: prefix, declare: mode, logger: logger)
-        let trusted = orchestratorUser ?? ProcessInfo.processInfo.environment["WARREN_ORCHESTRATOR_USER"] ?? messenger.user
+        // An empty setting is no setting (a variable exported empty must not refuse every execute message).
+        let configured = (orchestratorUser ?? ProcessInfo.processInfo.environment["WARREN_ORCHESTRATOR_USER"]).flatMap { $0.isEmpty ? nil : $0 }
+        let trusted = configured ?? messenger.user
         self.orchestratorUser = trusted == "*" ? nil : trusted
     }
 

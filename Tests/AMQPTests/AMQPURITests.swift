@@ -74,4 +74,17 @@ struct AMQPURITests {
         tls = AMQPConfiguration.TLS(verifyPeer: false)
         #expect(tls.effectiveCACertificatePath == nil)
     }
+
+    @Test func aURINamesTheNodesOfACluster() throws {
+        let uri = try AMQPURI("amqp://u:p@n1:5672,n2,[::1]:5674/%2fprod")
+        #expect(uri.endpoints == [AMQPEndpoint(host: "n1", port: 5672), AMQPEndpoint(host: "n2", port: 5672), AMQPEndpoint(host: "::1", port: 5674)])
+        #expect(uri.host == "n1" && uri.vhost == "/prod" && !uri.description.contains(":p@"))
+        #expect(try AMQPConfiguration(url: "amqp://n1,n2/").endpoints.count == 2)
+        #expect(throws: AMQPError.self) { try AMQPURI("amqp://n1,,n2/") }
+        #expect(throws: AMQPError.self) { try AMQPURI("amqp://n1:99999,n2/") }
+        // One URI per node merge into one; they must agree on everything but the hosts.
+        #expect(try AMQPURI.merge(["amqp://u:p@a:1/v?heartbeat=5", "amqp://u:p@b:2/v?heartbeat=5"]) == "amqp://u:p@a:1,b:2/v?heartbeat=5")
+        #expect(throws: AMQPError.self) { try AMQPURI.merge(["amqp://u:p@a/v", "amqp://x:p@b/v"]) }
+        #expect(throws: AMQPError.self) { try AMQPURI.merge([]) }
+    }
 }
