@@ -87,10 +87,14 @@ final class CommandIntake: Sendable {
         do throws(ContractError) {
             guard incoming.replyToIsAllowed else {
                 throw ContractError(reason: "reply_to '\(String(d.properties.replyTo?.prefix(80) ?? ""))' is not a reply queue: replies go only to "
-                    + "queues named \(config.prefix).reply.… or to amq.rabbitmq.reply-to")
+                    + "queues named \(config.prefix).reply.…, to amq.rabbitmq.reply-to or to a server-named amq.gen-… queue")
             }
             let headers = d.properties.headers ?? [:]
-            if let id = headers[InboundMessage.promiseIDHeader]?.stringValue {
+            // The header names a promise on an event from the team's own exchanges, or on
+            // promise.resolve|reject; never on another of Warren's kinds (a worker that may send
+            // task.* must not settle promises by adding the header to a report).
+            let mayNamePromise = d.exchange != config.exchange || d.routingKey == "promise.resolve" || d.routingKey == "promise.reject"
+            if mayNamePromise, let id = headers[InboundMessage.promiseIDHeader]?.stringValue {
                 // An event of the team's own (or a resolve) naming its promise in a header: its body is the value.
                 message = .success(try InboundMessage.decodeEvent(promiseID: id, settle: headers[InboundMessage.settleHeader]?.stringValue,
                                                                   routingKey: d.routingKey, contentType: d.properties.contentType, body: d.body,

@@ -143,6 +143,17 @@ struct TopologyTests {
             #expect(try await within(.seconds(30), "the order") { try await result.value } == "order-7 approved by ada")
             let p = try await client.promises.get("order-7-approval")
             #expect(p.value?.headers?["content-type"] == "application/json")
+            // On another of Warren's kinds the header names nothing: a report cannot settle a promise that way.
+            _ = try await client.promises.create("guarded-1", timeout: .seconds(3600))
+            try await ch.basicPublish(#"{"approvedBy": "mallory"}"#, exchange: orchestrator.prefix, routingKey: "task.progress",
+                                      properties: BasicProperties(contentType: "application/json", headers: ["x-warren-promise-id": "guarded-1"],
+                                                                  deliveryMode: .persistent)).wait()
+            let refused = try await within(.seconds(20), "the report refused") {
+                var it = dead.makeAsyncIterator()
+                return try await it.next()!
+            }
+            #expect(refused.routingKey == "task.progress", "\(refused.routingKey)")
+            #expect(try await client.promises.get("guarded-1").state == "PENDING")
             // A text body becomes a JSON string; the header also works on promise.resolve itself.
             _ = try await client.promises.create("text-1", timeout: .seconds(3600))
             try await ch.basicPublish("looks good", exchange: orchestrator.prefix, routingKey: "promise.resolve",
