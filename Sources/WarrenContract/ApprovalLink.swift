@@ -137,7 +137,9 @@ public struct ApprovalLink: Sendable, Equatable {
         guard let key = keys.first(where: { $0.id == keyID }) else {
             throw LinkError(.unknownKey, "the link was signed with a key this orchestrator does not hold ('\(keyID.prefix(32))'); ask for a new link")
         }
-        guard let mac = Self.decodeBase64URL(signature),
+        // Only the canonical encoding: base64's last character carries spare bits, and a link
+        // with them changed is not the link that was signed.
+        guard let mac = Self.decodeBase64URL(signature), Self.base64URL(mac) == signature,
               HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Self.message(keyID, promiseID, outcomes, expires), using: key.secret) else {
             throw LinkError(.badSignature, "the link's signature does not match: it was altered or not made by Warren")
         }

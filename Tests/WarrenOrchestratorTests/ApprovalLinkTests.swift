@@ -16,6 +16,13 @@ struct ApprovalLinkTests {
     static let current = try! LinkKey(id: "k2", secret: "current-link-secret-0123456789")
     static let previous = try! LinkKey(id: "k1", secret: "previous-link-secret-0123456789")
 
+    /// `text` with its character at `index` replaced by another base64url character.
+    static func flip(_ text: String, at index: Int) -> String {
+        var chars = Array(text)
+        chars[index] = chars[index] == "A" ? "B" : "A"
+        return String(chars)
+    }
+
     static var future: Int64 { Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000 }
 
     // MARK: Pure: the signature covers every field
@@ -32,6 +39,8 @@ struct ApprovalLinkTests {
         a = link; a.outcomes = ["rejected", "approved"]; refused(a, .badSignature)
         a = link; a.expires += 1; refused(a, .badSignature)
         a = link; a.signature = String(a.signature.dropLast()) + (a.signature.hasSuffix("A") ? "B" : "A"); refused(a, .badSignature)
+        // A character in the middle, where every bit counts.
+        a = link; a.signature = Self.flip(a.signature, at: 10); refused(a, .badSignature)
         a = link; a.signature = "not base64 at all!"; refused(a, .badSignature)
         a = link; a.keyID = "k9"; refused(a, .unknownKey)
         // The same key id with another secret (a forger who guessed the id) fails.
@@ -142,7 +151,7 @@ struct ApprovalLinkTests {
                 link.replacingOccurrences(of: "outcomes=approved,rejected", with: "outcomes=approved"),
                 link.replacingOccurrences(of: "expires=", with: "expires=9"),
                 link.replacingOccurrences(of: "kid=k2", with: "kid=k1"),
-                String(link.dropLast(2)) + "AA",
+                link.prefix(link.count - 20) + Self.flip(String(link.suffix(20)), at: 0),
             ]
             for a in altered {
                 #expect(try await http("GET", a).status == 403, "\(a)")
