@@ -115,7 +115,15 @@ struct HTTPAPITests {
             #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "foo-workflow", "args": ["web-1"], "group": "workers"}"#).status == 200)
             #expect(try await http("POST", base + "/workflows", #"{"id": "web-1", "function": "other", "args": [], "group": "workers"}"#).status == 409)
             _ = try await worker.line(startingWith: "", containing: "task suspended")
-            let waiting = try await http("GET", base + "/workflows/web-1")
+            // The worker logs the suspension once the broker has its report; the orchestrator
+            // applies it a moment later.
+            let waiting = try await within(.seconds(30), "the suspension applied") {
+                while true {
+                    let w = try await http("GET", base + "/workflows/web-1")
+                    if (w.json["task"] as? [String: Any])?["state"] as? String == "suspended" { return w }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
             #expect(waiting.json["state"] as? String == "PENDING")
             #expect((waiting.json["task"] as? [String: Any])?["awaiting"] as? [String] == ["web-1.1"])
             let suspended = try await http("GET", base + "/tasks?state=suspended")
