@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "WarrenStore", targets: ["WarrenStore"]),
         .library(name: "Warren", targets: ["Warren"]),
         .library(name: "WarrenContract", targets: ["WarrenContract"]),
+        .library(name: "WarrenKernel", targets: ["WarrenKernel"]),
         .executable(name: "warren", targets: ["warren"]),
     ],
     dependencies: [
@@ -53,11 +54,15 @@ let package = Package(
             name: "AMQPTests",
             dependencies: ["AMQP", "WarrenTestSupport"]
         ),
-        // What the SDK, the orchestrator and the CLI agree on beyond the AMQP messages: signed
-        // approval links (HMAC-SHA256, swift-crypto).
+        // The message contract every part shares, with no dependency: the JSON value, the promise
+        // record's wire shape, the message kinds and headers, the topology's names and
+        // arguments, durations.
+        .target(name: "WarrenContract"),
+        // Signed approval links (HMAC-SHA256, swift-crypto): the SDK and the CLI sign, the
+        // orchestrator verifies.
         .target(
-            name: "WarrenContract",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            name: "WarrenLinks",
+            dependencies: ["WarrenContract", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Declaring that topology on a broker (the orchestrator and the workers share it).
         .target(
@@ -68,7 +73,18 @@ let package = Package(
         // Knows nothing of AMQP.
         .target(
             name: "WarrenStore",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["WarrenContract", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // The kernel: every operation of the orchestrator as a function of a command, a store
+        // transaction and the time to the messages it causes. Knows nothing of AMQP or HTTP, so
+        // that it is tested with the in-memory store, without broker or disk.
+        .target(
+            name: "WarrenKernel",
+            dependencies: ["WarrenStore", "WarrenContract"]
+        ),
+        .testTarget(
+            name: "WarrenKernelTests",
+            dependencies: ["WarrenKernel", "WarrenStore", "WarrenContract"]
         ),
         // The orchestrator: joins the AMQP layer and the store; consumes commands in batches,
         // applies each batch in one transaction, publishes through the outbox; serves the HTTP
@@ -76,7 +92,7 @@ let package = Package(
         .target(
             name: "WarrenOrchestrator",
             dependencies: [
-                "AMQP", "WarrenStore", "WarrenContract", "WarrenAMQP",
+                "AMQP", "WarrenStore", "WarrenKernel", "WarrenContract", "WarrenLinks", "WarrenAMQP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -88,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "AMQP", "WarrenOrchestrator", "WarrenStore", "WarrenContract",
+                "AMQP", "WarrenOrchestrator", "WarrenStore", "WarrenContract", "WarrenLinks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -97,10 +113,15 @@ let package = Package(
         .target(
             name: "Warren",
             dependencies: [
-                "AMQP", "WarrenContract", "WarrenAMQP",
+                "AMQP", "WarrenContract", "WarrenLinks", "WarrenAMQP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // The SDK's replay core driven by a recorded history, with no broker.
+        .testTarget(
+            name: "WarrenTests",
+            dependencies: ["Warren"]
         ),
         // A worker with the human-in-the-loop workflow, for the process-level tests.
         // The examples (Examples/): the seed article's human-in-the-loop worker and gateway, and
@@ -153,7 +174,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenContract", "WarrenTestSupport"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenContract", "WarrenLinks", "WarrenTestSupport"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

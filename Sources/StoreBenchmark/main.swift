@@ -58,19 +58,16 @@ func bench(dir: String, single: Int, batches: Int, batchSize: Int) async throws 
     let batchStore = try SQLiteStore(path: dir + "/batched.db")
     start = ContinuousClock.now
     for b in 0..<batches {
-        var commands: [StoreCommand] = []
-        commands.reserveCapacity(batchSize)
-        for i in 0..<batchSize {
-            // Half creates, half settles of promises created by the previous batch.
-            if b > 0, i % 2 == 1 {
-                commands.append(.settlePromise(SettlePromise(id: "p\(b - 1)-\(i - 1)", completion: .resolve, value: payload)))
-            } else {
-                commands.append(.createPromise(CreatePromise(id: "p\(b)-\(i)", param: payload, timeout: timeout)))
+        let (batch, now) = (b, timeout - 1)
+        try await batchStore.write { tx in
+            for i in 0..<batchSize {
+                // Half creates, half settles of promises created by the previous batch.
+                if batch > 0, i % 2 == 1 {
+                    _ = try tx.settlePromise(SettlePromise(id: "p\(batch - 1)-\(i - 1)", completion: .resolve, value: payload), now: now)
+                } else {
+                    _ = try tx.createPromise(CreatePromise(id: "p\(batch)-\(i)", param: payload, timeout: timeout), now: now)
+                }
             }
-        }
-        let results = try await batchStore.apply(commands, now: timeout - 1)
-        if let failure = results.first(where: { if case .failure = $0 { true } else { false } }) {
-            throw StoreError(.databaseError, "benchmark command failed: \(failure)")
         }
     }
     let batchRate = Double(batches * batchSize) / seconds(ContinuousClock.now - start)

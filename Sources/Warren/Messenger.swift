@@ -52,7 +52,7 @@ final class Messenger: Sendable {
                 try await channel.exchangeDeclare(prefix, type: "topic", durable: true)
             }
         }
-        let replyQueue = "\(prefix).reply.\(UUID().uuidString.lowercased())"
+        let replyQueue = Topology(prefix: prefix).replyQueueName(UUID().uuidString.lowercased())
         try await channel.queueDeclare(replyQueue, durable: false, exclusive: true, autoDelete: true)
         let messenger = Messenger(connection: connection, channel: channel, prefix: prefix, replyQueue: replyQueue, logger: logger)
         let consumer = try await (try await connection.openChannel()).basicConsume(queue: replyQueue, noAck: true)
@@ -77,11 +77,11 @@ final class Messenger: Sendable {
 
     /// Publishes a command to the orchestrator; the confirmation says the broker has it.
     @discardableResult
-    func publish(_ kind: String, _ body: String, replyTo: String? = nil, correlationID: String? = nil,
+    func publish(_ kind: MessageKind, _ body: String, replyTo: String? = nil, correlationID: String? = nil,
                  on channel: AMQPChannel? = nil) throws -> PublishConfirmation {
-        try (channel ?? self.channel).basicPublish(body, exchange: prefix, routingKey: kind, properties: BasicProperties(
+        try (channel ?? self.channel).basicPublish(body, exchange: prefix, routingKey: kind.rawValue, properties: BasicProperties(
             contentType: "application/json", deliveryMode: .persistent, correlationID: correlationID, replyTo: replyTo,
-            messageID: UUID().uuidString, type: kind, userID: user))
+            messageID: UUID().uuidString, type: kind.rawValue, userID: user))
     }
 
     /// Publishes a command and waits for the orchestrator's reply.
@@ -96,7 +96,7 @@ final class Messenger: Sendable {
     /// settle after a node's loss.
     static let nackPatience: Duration = .seconds(120)
 
-    func request(_ kind: String, _ body: String, timeout: Duration = .seconds(30), attempts: Int = 5) async throws -> AMQPDelivery {
+    func request(_ kind: MessageKind, _ body: String, timeout: Duration = .seconds(30), attempts: Int = 5) async throws -> AMQPDelivery {
         var lastError: any Error = WarrenError(.unavailable, "\(kind): no reply")
         var attempt = 0
         var refusedSince: ContinuousClock.Instant? = nil
@@ -109,7 +109,7 @@ final class Messenger: Sendable {
             do {
                 let recoveries = connection.recoveryCount
                 try await publish(kind, body, replyTo: replyQueue, correlationID: correlationID, on: used).wait()
-                return try await pending.wait(timeout: timeout, what: kind) { [connection] in connection.recoveryCount != recoveries }
+                return try await pending.wait(timeout: timeout, what: kind.rawValue) { [connection] in connection.recoveryCount != recoveries }
             } catch {
                 _ = pendingReplies.withLock { $0.removeValue(forKey: correlationID) }
                 lastError = (error as? AMQPError).map { WarrenError(.unavailable, "\(kind): \($0.message)") } ?? error
@@ -124,7 +124,7 @@ final class Messenger: Sendable {
                     refusedSince = nil
                 }
                 backoff += 1
-                logger.debug("request failed; sending it again", metadata: ["kind": "\(kind)", "attempt": "\(attempt)", "error": "\(error)"])
+                logger.debug("request failed; sending it again", metadata: ["kind": "\(kind.rawValue)", "attempt": "\(attempt)", "error": "\(error)"])
                 try await Task.sleep(for: .milliseconds(min(50 * (1 << min(backoff, 6)), 2000)))
             }
         }
@@ -132,7 +132,7 @@ final class Messenger: Sendable {
     }
 
     /// A command answered with a promise, or the orchestrator's refusal as an error.
-    func promiseRequest(_ kind: String, _ body: String) async throws -> (promise: PromiseSnapshot, created: Bool) {
+    func promiseRequest(_ kind: MessageKind, _ body: String) async throws -> (promise: PromiseRecord, created: Bool) {
         let reply = try JSONDecoder().decode(Wire.Reply.self, from: Data(try await request(kind, body).body))
         if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
         guard let promise = reply.promise else { throw WarrenError(.refused, "\(kind): the reply holds no promise") }
@@ -143,12 +143,12 @@ final class Messenger: Sendable {
     /// `"subscribe": true`): its answer is the promise once settled, sent by the orchestrator to
     /// the reply queue when it settles. Nothing polls; the subscription is renewed only when the
     /// connection recovered (its reply queue, and a settlement sent meanwhile, may be gone).
-    func settledRequest(_ kind: String, _ body: String, timeout: Duration) async throws -> PromiseSnapshot {
+    func settledRequest(_ kind: MessageKind, _ body: String, timeout: Duration) async throws -> PromiseRecord {
         let deadline = ContinuousClock.now + timeout
         let d = try await request(kind, body, timeout: timeout, attempts: 1000, deadline: deadline)
-        if d.properties.type == "promise.settled" {
+        if d.properties.type == MessageKind.settled.rawValue {
             do {
-                return try JSONDecoder().decode(PromiseSnapshot.self, from: Data(d.body))
+                return try JSONDecoder().decode(PromiseRecord.self, from: Data(d.body))
             } catch {
                 throw WarrenError(.codec, "\(kind): the settled promise could not be decoded: \(error)")
             }
@@ -158,7 +158,7 @@ final class Messenger: Sendable {
         throw WarrenError(.refused, "\(kind): the reply holds no settled promise")
     }
 
-    private func request(_ kind: String, _ body: String, timeout: Duration, attempts: Int, deadline: ContinuousClock.Instant) async throws -> AMQPDelivery {
+    private func request(_ kind: MessageKind, _ body: String, timeout: Duration, attempts: Int, deadline: ContinuousClock.Instant) async throws -> AMQPDelivery {
         do {
             return try await request(kind, body, timeout: max(.milliseconds(1), deadline - .now), attempts: attempts)
         } catch let e as WarrenError where e.code == .unavailable && ContinuousClock.now >= deadline {

@@ -92,8 +92,8 @@ extension Warren {
         let publishing = messenger.channel
         do {
             var message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(delivery.body))
-            if delivery.redelivered || message.children == nil {
-                message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(try await messenger.request("task.claim", Wire.object([
+            if delivery.redelivered {
+                message = try JSONDecoder().decode(Wire.TaskMessage.self, from: Data(try await messenger.request(.claimTask, Wire.object([
                     ("id", Wire.quote(message.task.id)), ("version", "\(message.task.version)"), ("worker", Wire.quote(workerID)),
                     ("redelivered", delivery.redelivered ? "true" : "false"),
                 ])).body))
@@ -125,27 +125,24 @@ extension Warren {
 
     private func runTask(_ message: Wire.TaskMessage) async throws {
         let task = message.task
-        let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param?.data)
-        let ctx = Context(id: task.id, history: message.children ?? [], retry: task.retry, messenger: messenger, links: links,
-                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, messenger: messenger))
-        var outcome: (kind: String, fields: [(String, String?)])
+        let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param.data)
+        let ctx = Context(id: task.id, history: message.children, retry: task.retry, transport: messenger, links: links,
+                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger))
+        var outcome: (kind: MessageKind, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {
-            let argument = try invocation.args.first.map { try Wire.json($0) } ?? "null"
-            do {
-                let value = try await function(ctx, argument)
-                if value.utf8.count > Wire.maximumValueBytes {
-                    outcome = ("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error":
-                        "the workflow returned \(value.utf8.count) bytes; a value may hold \(Wire.maximumValueBytes) (keep large data elsewhere and return a reference)"]))])
-                } else {
-                    outcome = ("task.complete", [("state", "\"resolved\""), ("value", value)])
-                }
-            } catch {
-                outcome = ("task.complete", [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
+            let argument = invocation.args.first?.jsonText ?? "null"
+            // The steps it starts run as children of the run, and finish before it reports.
+            switch await ctx.run({ try await function(ctx, argument) }) {
+            case .success(let value) where value.utf8.count > Wire.maximumValueBytes:
+                outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error":
+                    "the workflow returned \(value.utf8.count) bytes; a value may hold \(Wire.maximumValueBytes) (keep large data elsewhere and return a reference)"]))])
+            case .success(let value):
+                outcome = (.completeTask, [("state", "\"resolved\""), ("value", value)])
+            case .failure(let error):
+                outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
             }
-            // A parent finishes what it started before it reports.
-            await ctx.finishSteps()
         } else {
-            outcome = ("task.complete", [("state", "\"rejected\""),
+            outcome = (.completeTask, [("state", "\"rejected\""),
                                          ("value", try Wire.json(["error": "no function '\(invocation.function)' is registered in group '\(group)'"]))])
         }
         let report = ctx.takeReport()
@@ -153,9 +150,9 @@ extension Warren {
         // workflow that returned with children still running waits for them before it completes
         // (a replay then returns the same outcome).
         switch report.interrupt {
-        case let s as Suspension: outcome = ("task.suspend", [("awaiting", try Wire.json(s.awaiting))])
-        case let r as RetryRequest: outcome = ("task.retry", [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
-        default: if !report.children.isEmpty { outcome = ("task.suspend", [("awaiting", try Wire.json(report.children))]) }
+        case let s as Suspension: outcome = (.suspendTask, [("awaiting", try Wire.json(s.awaiting))])
+        case let r as RetryRequest: outcome = (.retryTask, [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
+        default: if !report.children.isEmpty { outcome = (.suspendTask, [("awaiting", try Wire.json(report.children))]) }
         }
         // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
         // Steps that would make it larger than a command may be go first, in progress messages.
@@ -163,7 +160,7 @@ extension Warren {
         var steps = report.steps
         var progressSent = report.progressSent
         if steps.reduce(0, { $0 + $1.utf8.count + 1 }) > Wire.reportBudget {
-            let reporter = ProgressReporter(taskID: task.id, version: task.version, worker: workerID, messenger: messenger)
+            let reporter = ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger)
             progressSent += try reporter.sendInChunks(steps)
             steps = []
         }
@@ -171,7 +168,7 @@ extension Warren {
         let confirmation = try messenger.publish(outcome.kind, body)
         for sent in progressSent { try await sent.wait() }
         try await confirmation.wait()
-        logger.debug(outcome.kind == "task.suspend" ? "task suspended" : outcome.kind == "task.retry" ? "task retries a step" : "task completed",
+        logger.debug(outcome.kind == .suspendTask ? "task suspended" : outcome.kind == .retryTask ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
     }
 }
@@ -217,7 +214,7 @@ final class LeaseKeeper: Sendable {
                 let body = Wire.object([("id", Wire.quote(run.taskID)), ("version", "\(run.version)"),
                                         ("worker", Wire.quote(warren.workerID)), ("lease", "\(millis)")])
                 do {
-                    try await warren.messenger.publish("task.progress", body).wait()
+                    try await warren.messenger.publish(.progress, body).wait()
                 } catch {
                     warren.logger.warning("taking or renewing a lease failed; trying again", metadata: ["task": "\(run.taskID)", "error": "\(error)"])
                     continue

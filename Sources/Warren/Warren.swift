@@ -1,6 +1,7 @@
 import AMQP
 import Foundation
 @_exported import WarrenContract
+@_exported import WarrenLinks
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -129,7 +130,7 @@ public final class Warren: Service {
     public func rpc<A: Encodable, R: Decodable>(_ id: String, _ function: String, _ argument: A,
                                                 target: String = "workers", timeout: Duration = .seconds(86_400),
                                                 as: R.Type = R.self) async throws -> R {
-        let settled = try await messenger.settledRequest("workflow.start", try Self.startBody(
+        let settled = try await messenger.settledRequest(.startWorkflow, try Self.startBody(
             id, function, argument, target: target, timeout: timeout, subscribe: true), timeout: timeout)
         return try Context.outcome(of: settled, as: R.self)
     }
@@ -151,7 +152,7 @@ public final class Warren: Service {
     /// returns a handle to its result. The workflow is durable when this returns.
     public func beginRpc<A: Encodable>(_ id: String, _ function: String, _ argument: A,
                                        target: String = "workers", timeout: Duration = .seconds(86_400)) async throws -> WorkflowHandle {
-        _ = try await messenger.promiseRequest("workflow.start", try Self.startBody(
+        _ = try await messenger.promiseRequest(.startWorkflow, try Self.startBody(
             id, function, argument, target: target, timeout: timeout, subscribe: false))
         return WorkflowHandle(id: id, messenger: messenger)
     }
@@ -199,41 +200,41 @@ public final class Warren: Service {
         /// Creates promise `id`; with the same `idempotencyKey`, creating it again returns it.
         @discardableResult
         public func create(_ id: String, timeout: Duration = .seconds(86_400), idempotencyKey: String? = nil,
-                           tags: [String: String] = [:]) async throws -> PromiseSnapshot {
-            try await messenger.promiseRequest("promise.create", Wire.object([
+                           tags: [String: String] = [:]) async throws -> PromiseRecord {
+            try await messenger.promiseRequest(.createPromise, Wire.object([
                 ("id", Wire.quote(id)), ("timeout", Wire.quote("\(max(1, timeout.components.seconds))s")),
                 ("idempotencyKey", idempotencyKey.map(Wire.quote)), ("tags", tags.isEmpty ? nil : try Wire.json(tags)),
             ])).promise
         }
 
         /// The promise `id` as it is now.
-        public func get(_ id: String) async throws -> PromiseSnapshot {
-            try await messenger.promiseRequest("promise.get", Wire.object([("id", Wire.quote(id))])).promise
+        public func get(_ id: String) async throws -> PromiseRecord {
+            try await messenger.promiseRequest(.getPromise, Wire.object([("id", Wire.quote(id))])).promise
         }
 
         /// Resolves promise `id` with `value`; the first outcome wins.
         @discardableResult
-        public func resolve<T: Encodable>(_ id: String, value: T) async throws -> PromiseSnapshot {
-            try await messenger.promiseRequest("promise.resolve", Wire.object([("id", Wire.quote(id)), ("value", try Wire.json(value))])).promise
+        public func resolve<T: Encodable>(_ id: String, value: T) async throws -> PromiseRecord {
+            try await messenger.promiseRequest(.resolvePromise, Wire.object([("id", Wire.quote(id)), ("value", try Wire.json(value))])).promise
         }
 
         /// Rejects promise `id` with `value` as the reason.
         @discardableResult
-        public func reject<T: Encodable>(_ id: String, value: T) async throws -> PromiseSnapshot {
-            try await messenger.promiseRequest("promise.reject", Wire.object([("id", Wire.quote(id)), ("value", try Wire.json(value))])).promise
+        public func reject<T: Encodable>(_ id: String, value: T) async throws -> PromiseRecord {
+            try await messenger.promiseRequest(.rejectPromise, Wire.object([("id", Wire.quote(id)), ("value", try Wire.json(value))])).promise
         }
 
         /// Cancels promise `id`.
         @discardableResult
-        public func cancel(_ id: String) async throws -> PromiseSnapshot {
-            try await messenger.promiseRequest("promise.cancel", Wire.object([("id", Wire.quote(id))])).promise
+        public func cancel(_ id: String) async throws -> PromiseRecord {
+            try await messenger.promiseRequest(.cancelPromise, Wire.object([("id", Wire.quote(id))])).promise
         }
 
         /// One page of the promises whose id matches `pattern` (`*` matches any run of
         /// characters), in id order; pass the returned cursor for the next page.
         public func search(_ pattern: String = "*", state: String? = nil, tags: [String: String] = [:], limit: Int = 100,
-                           cursor: String? = nil) async throws -> (promises: [PromiseSnapshot], cursor: String?) {
-            let reply = try JSONDecoder().decode(Wire.SearchReply.self, from: Data(try await messenger.request("promise.search", Wire.object([
+                           cursor: String? = nil) async throws -> (promises: [PromiseRecord], cursor: String?) {
+            let reply = try JSONDecoder().decode(Wire.SearchReply.self, from: Data(try await messenger.request(.searchPromises, Wire.object([
                 ("id", Wire.quote(pattern)), ("state", state.map(Wire.quote)), ("tags", tags.isEmpty ? nil : try Wire.json(tags)),
                 ("limit", "\(limit)"), ("cursor", cursor.map(Wire.quote)),
             ])).body))
@@ -252,7 +253,7 @@ public struct WorkflowHandle: Sendable {
     /// The workflow's result, once it completes (at once if it has). The orchestrator sends the
     /// settled workflow to this client; nothing polls.
     public func result<R: Decodable>(as: R.Type = R.self, timeout: Duration = .seconds(86_400)) async throws -> R {
-        let settled = try await messenger.settledRequest("promise.subscribe", Wire.object([("id", Wire.quote(id))]), timeout: timeout)
+        let settled = try await messenger.settledRequest(.subscribe, Wire.object([("id", Wire.quote(id))]), timeout: timeout)
         return try Context.outcome(of: settled, as: R.self)
     }
 }

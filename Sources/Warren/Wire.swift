@@ -1,28 +1,5 @@
 import Foundation
-
-/// A promise record as the orchestrator sends it in replies, events and execute messages.
-public struct PromiseSnapshot: Codable, Sendable, Equatable {
-    public struct Value: Codable, Sendable, Equatable {
-        public var headers: [String: String]?
-        public var data: String?
-    }
-    public var id: String
-    public var state: String
-    public var param: Value?
-    public var value: Value?
-    public var timeout: Int64
-    public var tags: [String: String]?
-    /// When it was created and settled, in epoch milliseconds.
-    public var createdOn: Int64?
-    public var completedOn: Int64?
-
-    public var isSettled: Bool { state != "PENDING" }
-
-    /// The workflow a promise belongs to: its id up to the first dot.
-    static func rootID(of id: String) -> String {
-        id.firstIndex(of: ".").map { String(id[..<$0]) } ?? id
-    }
-}
+import WarrenContract
 
 /// Small helpers for the JSON bodies of the message contract.
 enum Wire {
@@ -42,9 +19,7 @@ enum Wire {
     }()
 
     /// A JSON string literal for `s`.
-    static func quote(_ s: String) -> String {
-        String(decoding: (try? encoder.encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
-    }
+    static func quote(_ s: String) -> String { JSONValue.quote(s) }
 
     /// The JSON text of a value.
     static func json<T: Encodable>(_ value: T) throws -> String {
@@ -70,13 +45,13 @@ enum Wire {
     }
 
     struct Reply: Decodable {
-        var promise: PromiseSnapshot?
+        var promise: PromiseRecord?
         var created: Bool?
         var error: ErrorBody?
     }
 
     struct SearchReply: Decodable {
-        var promises: [PromiseSnapshot]?
+        var promises: [PromiseRecord]?
         var cursor: String?
         var error: ErrorBody?
     }
@@ -87,46 +62,17 @@ enum Wire {
     }
 
     /// An execute message, or the reply to a claim: the task version to report with, its
-    /// promise, and the promises below it (`nil` in an execute message of an older orchestrator,
-    /// which the worker then claims).
+    /// promise, and the promises below it.
     struct TaskMessage: Decodable {
         struct Task: Decodable { var id: String; var version: Int64; var group: String; var retry: TaskRetryInfo? }
         var task: Task
-        var promise: PromiseSnapshot
-        var children: [PromiseSnapshot]?
+        var promise: PromiseRecord
+        var children: [PromiseRecord]
     }
 
     /// The param of a workflow's root promise.
     struct Invocation: Decodable {
         var function: String
-        var args: [AnyJSON]
-    }
-
-    /// Any JSON value, kept to re-encode one argument as the function's input.
-    struct AnyJSON: Codable {
-        let value: Any?
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if c.decodeNil() { value = nil }
-            else if let b = try? c.decode(Bool.self) { value = b }
-            else if let i = try? c.decode(Int64.self) { value = i }
-            else if let d = try? c.decode(Double.self) { value = d }
-            else if let s = try? c.decode(String.self) { value = s }
-            else if let a = try? c.decode([AnyJSON].self) { value = a }
-            else { value = try c.decode([String: AnyJSON].self) }
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.singleValueContainer()
-            switch value {
-            case nil: try c.encodeNil()
-            case let b as Bool: try c.encode(b)
-            case let i as Int64: try c.encode(i)
-            case let d as Double: try c.encode(d)
-            case let s as String: try c.encode(s)
-            case let a as [AnyJSON]: try c.encode(a)
-            case let o as [String: AnyJSON]: try c.encode(o)
-            default: try c.encodeNil()
-            }
-        }
+        var args: [JSONValue]
     }
 }

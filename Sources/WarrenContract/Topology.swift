@@ -76,6 +76,19 @@ public struct Topology: Sendable, Equatable {
     public func groupQueueName(_ group: String) -> String { prefix + ".group." + group }
     /// The prefix of the SDK's reply queues (exclusive, so always classic).
     public var replyQueuePrefix: String { prefix + ".reply." }
+    /// A reply queue's name for a client's unique `suffix`.
+    public func replyQueueName(_ suffix: String) -> String { replyQueuePrefix + suffix }
+    /// The routing key of a group's execute messages.
+    public static func executeRoutingKey(_ group: String) -> String { executePrefix + group }
+    public static let executePrefix = "execute."
+    /// The group an execute message's routing key names, if it is one.
+    public static func group(ofExecuteRoutingKey key: String) -> String? {
+        key.hasPrefix(executePrefix) ? String(key.dropFirst(executePrefix.count)) : nil
+    }
+    /// The routing key of a promise's settled event (bind `settled.#` for all).
+    public static func settledRoutingKey(_ id: String) -> String { "settled." + id }
+    /// What the orchestrator's queue is bound with on the exchange: every command kind.
+    public static let commandBindings = ["workflow.*", "promise.*", "task.*"]
 
     public var exchanges: [Exchange] {
         [Exchange(name: exchange, type: "topic"), Exchange(name: deadLetterExchange, type: "fanout"), Exchange(name: eventsExchange, type: "fanout")]
@@ -95,7 +108,7 @@ public struct Topology: Sendable, Equatable {
 
     public var orchestratorQueue: Queue {
         Queue(name: orchestratorQueueName, arguments: arguments(deadLettered: true),
-              bindings: ["workflow.*", "promise.*", "task.*"].map { (exchange, $0) } + [(eventsExchange, "")])
+              bindings: Self.commandBindings.map { (exchange, $0) } + [(eventsExchange, "")])
     }
 
     public var deadQueue: Queue {
@@ -103,7 +116,7 @@ public struct Topology: Sendable, Equatable {
     }
 
     public func groupQueue(_ group: String) -> Queue {
-        Queue(name: groupQueueName(group), arguments: arguments(deadLettered: true), bindings: [(exchange, "execute." + group)])
+        Queue(name: groupQueueName(group), arguments: arguments(deadLettered: true), bindings: [(exchange, Self.executeRoutingKey(group))])
     }
 
     /// Why a declaration was refused as inequivalent, said so that an operator can act: what the

@@ -1,6 +1,8 @@
 import AMQP
 import Logging
 import Synchronization
+import WarrenContract
+import WarrenKernel
 import WarrenStore
 
 /// How the orchestrator takes commands off its queue so that **every input fails alone**.
@@ -21,6 +23,7 @@ import WarrenStore
 /// takes writes again (``StorageFault``).
 final class CommandIntake: Sendable {
     let config: OrchestratorConfiguration
+    let kernel: Kernel
     let relay: OutboxRelay
     let logger: Logger
     /// Commands given back because of a storage fault: their redelivery is not an attempt that
@@ -29,6 +32,7 @@ final class CommandIntake: Sendable {
 
     init(config: OrchestratorConfiguration, relay: OutboxRelay, logger: Logger) {
         self.config = config
+        self.kernel = Kernel(config.kernel)
         self.relay = relay
         self.logger = logger
     }
@@ -41,9 +45,28 @@ final class CommandIntake: Sendable {
 
     /// One delivery, decoded (or why it could not be), and its attempt key when redelivered.
     struct Work: Sendable {
-        let incoming: Orchestrator.Incoming
-        let message: Result<InboundMessage, ContractError>
+        let incoming: Incoming
+        let message: Result<Command, ContractError>
         let attemptKey: String?
+    }
+
+    /// The delivery fields a command's application needs, copied so the write closure can be `Sendable`.
+    struct Incoming: Sendable {
+        let delivery: AMQPDelivery
+        /// Who sent it: where to answer (only a reply queue: a command naming any other queue is
+        /// refused before it is applied, so no caller can make the orchestrator publish into a
+        /// queue of its choosing) and its broker-validated `user_id`.
+        let caller: Caller
+        /// Whether its `reply_to` names a reply queue (or it has none).
+        let replyToIsAllowed: Bool
+
+        init(delivery: AMQPDelivery, config: OrchestratorConfiguration) {
+            self.delivery = delivery
+            let r = delivery.properties.replyTo ?? ""
+            replyToIsAllowed = r.isEmpty || config.isReplyQueue(r)
+            caller = Caller(replyTo: replyToIsAllowed && !r.isEmpty ? r : nil, correlationID: delivery.properties.correlationID,
+                            user: delivery.properties.userID.flatMap { $0.isEmpty ? nil : $0 })
+        }
     }
 
     /// Applies a batch of deliveries and acknowledges each; throws ``StorageFault`` after giving
@@ -82,8 +105,8 @@ final class CommandIntake: Sendable {
     }
 
     private func decode(_ d: AMQPDelivery, now: Int64, attemptKey: String?) -> Work {
-        let message: Result<InboundMessage, ContractError>
-        let incoming = Orchestrator.Incoming(delivery: d, config: config)
+        let message: Result<Command, ContractError>
+        let incoming = Incoming(delivery: d, config: config)
         do throws(ContractError) {
             guard incoming.replyToIsAllowed else {
                 throw ContractError(reason: "reply_to '\(String(d.properties.replyTo?.prefix(80) ?? ""))' is not a reply queue: replies go only to "
@@ -93,17 +116,18 @@ final class CommandIntake: Sendable {
             // The header names a promise on an event from the team's own exchanges, or on
             // promise.resolve|reject; never on another of Warren's kinds (a worker that may send
             // task.* must not settle promises by adding the header to a report).
-            let mayNamePromise = d.exchange != config.exchange || d.routingKey == "promise.resolve" || d.routingKey == "promise.reject"
-            if mayNamePromise, let id = headers[InboundMessage.promiseIDHeader]?.stringValue {
+            let mayNamePromise = d.exchange != config.exchange || d.routingKey == MessageKind.resolvePromise.rawValue
+                || d.routingKey == MessageKind.rejectPromise.rawValue
+            if mayNamePromise, let id = headers[ContractHeader.promiseID]?.stringValue {
                 // An event of the team's own (or a resolve) naming its promise in a header: its body is the value.
-                message = .success(try InboundMessage.decodeEvent(promiseID: id, settle: headers[InboundMessage.settleHeader]?.stringValue,
+                message = .success(try Command.decodeEvent(promiseID: id, settle: headers[ContractHeader.settle]?.stringValue,
                                                                   routingKey: d.routingKey, contentType: d.properties.contentType, body: d.body,
                                                                   maximumBodyBytes: config.maximumBodyBytes))
-            } else if d.exchange != config.exchange && !d.exchange.isEmpty && !InboundMessage.kinds.contains(d.routingKey) {
+            } else if d.exchange != config.exchange && !d.exchange.isEmpty && MessageKind(command: d.routingKey) == nil {
                 throw ContractError(reason: "an event routed to Warren from the exchange '\(d.exchange.prefix(100))' must name the promise it "
-                    + "settles in the header \(InboundMessage.promiseIDHeader)")
+                    + "settles in the header \(ContractHeader.promiseID)")
             } else {
-                message = .success(try InboundMessage.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
+                message = .success(try Command.decode(routingKey: d.routingKey, type: d.properties.type, body: d.body, now: now,
                                                              defaultTimeout: config.defaultTimeout, maximumBodyBytes: config.maximumBodyBytes))
             }
         } catch {
@@ -116,10 +140,10 @@ final class CommandIntake: Sendable {
     /// applies each alone and dead-letters the ones that fail.
     private func applyTogether(_ work: [Work], now: Int64) async throws {
         guard let last = work.last else { return }
-        let (config, logger) = (config, logger)
+        let (config, kernel, logger) = (config, kernel, logger)
         do {
             try await write { tx in
-                for w in work { try Self.apply(w, tx: tx, now: now, config: config, logger: logger) }
+                for w in work { try Self.apply(w, kernel: kernel, tx: tx, now: now, config: config, logger: logger) }
                 let keys = work.compactMap(\.attemptKey)
                 if !keys.isEmpty { try tx.forgetAttempts(messages: keys) }
             }
@@ -173,9 +197,9 @@ final class CommandIntake: Sendable {
         do {
             try await write { tx in
                 try tx.enqueue(Outbound.deadLetter(w.incoming.delivery, reason: reason, config: config))
-                if let replyTo = w.incoming.replyTo {
-                    try tx.enqueue(Outbound.reply(to: replyTo, correlationID: w.incoming.correlationID, promise: nil,
-                                                  error: ("invalidCommand", reason)))
+                if let replyTo = w.incoming.caller.replyTo {
+                    try tx.enqueue(Messages(topology: config.topology).reply(to: replyTo, correlationID: w.incoming.caller.correlationID,
+                                                                             promise: nil, error: ("invalidCommand", reason)))
                 }
                 if let key = w.attemptKey { try tx.forgetAttempts(messages: [key]) }
             }
@@ -196,7 +220,8 @@ final class CommandIntake: Sendable {
         let reason = "the message is \(d.bodySize) bytes; the limit is \(config.maximumBodyBytes)"
         logger.warning("command refused from its header", metadata: ["routingKey": "\(d.routingKey)", "reason": "\(reason)"])
         if let replyTo = d.properties.replyTo, !replyTo.isEmpty, config.isReplyQueue(replyTo) {
-            let reply = Outbound.reply(to: replyTo, correlationID: d.properties.correlationID, promise: nil, error: ("payloadTooLarge", reason))
+            let reply = Messages(topology: config.topology).reply(to: replyTo, correlationID: d.properties.correlationID, promise: nil,
+                                                                  error: ("payloadTooLarge", reason))
             do {
                 _ = try await write { tx in try tx.enqueue(reply) }
             } catch let fault as StorageFault {
@@ -237,17 +262,24 @@ final class CommandIntake: Sendable {
         return "fnv:\(d.body.count):" + String(hash, radix: 16)
     }
 
-    /// Applies one decoded command (or dead-letters an undecodable one, answering its caller).
-    static func apply(_ w: Work, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration, logger: Logger) throws {
+    /// Applies one decoded command through the kernel and writes what it causes (or dead-letters
+    /// an undecodable one, answering its caller).
+    static func apply(_ w: Work, kernel: Kernel, tx: any StoreTransaction, now: Int64, config: OrchestratorConfiguration, logger: Logger) throws {
+        let effects: Effects
         switch w.message {
         case .failure(let e):
-            try tx.enqueue(Outbound.deadLetter(w.incoming.delivery, reason: e.reason, config: config))
-            if let replyTo = w.incoming.replyTo {
-                try tx.enqueue(Outbound.reply(to: replyTo, correlationID: w.incoming.correlationID, promise: nil,
-                                              error: ("invalidCommand", e.reason)))
+            var refused = Effects()
+            if let replyTo = w.incoming.caller.replyTo {
+                refused.messages.append(Messages(topology: config.topology).reply(to: replyTo, correlationID: w.incoming.caller.correlationID,
+                                                                                  promise: nil, error: ("invalidCommand", e.reason)))
             }
-        case .success(let m):
-            try Orchestrator.apply(m, from: w.incoming, tx: tx, now: now, config: config, logger: logger)
+            refused.deadLetter = e.reason
+            effects = refused
+        case .success(let command):
+            effects = try kernel.apply(command, from: w.incoming.caller, tx: tx, now: now)
         }
+        if let reason = effects.deadLetter { try tx.enqueue(Outbound.deadLetter(w.incoming.delivery, reason: reason, config: config)) }
+        if let reason = effects.ignored { logger.debug("command refused", metadata: ["error": "\(reason)"]) }
+        try tx.enqueue(effects)
     }
 }

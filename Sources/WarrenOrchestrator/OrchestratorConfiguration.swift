@@ -1,4 +1,6 @@
 import WarrenContract
+import WarrenLinks
+import WarrenKernel
 import WarrenStore
 
 /// How an orchestrator runs: where its broker and database are, and the names it uses.
@@ -97,11 +99,9 @@ public struct OrchestratorConfiguration: Sendable {
         }
     }
 
-    /// Whether `user` may report for, or create promises inside the workflows of, `group`.
-    func mayAct(user: String?, forGroup group: String) -> Bool {
-        guard let groupUsers else { return true }
-        guard let user, let allowed = groupUsers[group] ?? groupUsers["*"] else { return false }
-        return allowed.contains(user)
+    /// What the kernel needs of it: the names it addresses, the message limit, who may act for which group.
+    public var kernel: Kernel.Configuration {
+        Kernel.Configuration(topology: topology, maximumMessageBytes: maximumMessageBytes, groupUsers: groupUsers)
     }
 
     /// Parses `workers=alice,bob;billing=carol;*=ops` (`--group-users`).
@@ -125,15 +125,15 @@ public struct OrchestratorConfiguration: Sendable {
     /// or a server-named queue (`amq.gen-…`: random, exclusive to its client's connection,
     /// never a name anyone chose), never to a queue of a caller's choosing.
     func isReplyQueue(_ name: String) -> Bool {
-        (name.hasPrefix(prefix + ".reply.") && name.utf8.count > prefix.utf8.count + 7)
+        (name.hasPrefix(topology.replyQueuePrefix) && name.utf8.count > topology.replyQueuePrefix.utf8.count)
             || name.hasPrefix("amq.rabbitmq.reply-to") || name.hasPrefix("amq.gen-")
     }
 
     // The topology (docs/messages.md).
     public var topology: Topology { Topology(prefix: prefix, queueType: queueType, deliveryLimit: deliveryLimit) }
-    var exchange: String { prefix }
-    var deadLetterExchange: String { prefix + ".dlx" }
-    var orchestratorQueue: String { prefix + ".orchestrator" }
-    var deadQueue: String { prefix + ".dead" }
-    func groupQueue(_ group: String) -> String { prefix + ".group." + group }
+    var exchange: String { topology.exchange }
+    var deadLetterExchange: String { topology.deadLetterExchange }
+    var orchestratorQueue: String { topology.orchestratorQueueName }
+    var deadQueue: String { topology.deadQueueName }
+    func groupQueue(_ group: String) -> String { topology.groupQueueName(group) }
 }

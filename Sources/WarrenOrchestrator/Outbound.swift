@@ -1,103 +1,17 @@
 import AMQP
-import Foundation
+import WarrenContract
+import WarrenKernel
 import WarrenStore
 
-/// The messages the orchestrator sends, as outbox rows. AMQP properties other than headers travel
-/// in the row's headers under `amqp.` keys; the relay turns them back into properties.
+/// Where outbox rows meet AMQP: a dead letter made from a delivery, and a row's properties.
+/// The kernel makes every other message (``Messages``).
 enum Outbound {
-    static let correlationIDKey = "amqp.correlation_id"
-    static let messageIDKey = "amqp.message_id"
-    static let contentTypeKey = "amqp.content_type"
-    static let errorHeader = "x-warren-error"
-    static let senderHeader = "x-warren-sender"
+    static let correlationIDKey = Messages.correlationIDKey
+    static let messageIDKey = Messages.messageIDKey
+    static let contentTypeKey = Messages.contentTypeKey
+    static let errorHeader = ContractHeader.error
+    static let senderHeader = ContractHeader.sender
 
-
-    /// `promise.settled` on `settled.<id>`: the promise record, exactly as the HTTP API returns it.
-    static func settledEvent(_ p: PromiseRecord, config: OrchestratorConfiguration) -> OutboxMessage {
-        OutboxMessage(exchange: config.exchange, routingKey: "settled." + p.id, kind: "promise.settled",
-                      body: Array(p.jsonText.utf8))
-    }
-
-    /// `task.execute` on `execute.<group>`: run (or replay) this task version, with its root
-    /// promise and every promise below it (what a replay needs), and the failures of the step it
-    /// retries, if any. Reporting for this version claims it.
-    static func execute(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord],
-                        config: OrchestratorConfiguration) -> OutboxMessage {
-        OutboxMessage(exchange: config.exchange, routingKey: "execute." + task.group, kind: "task.execute",
-                      body: taskMessage(task, promise: promise, children: children))
-    }
-
-    /// The body of execute messages and claim replies: the task (with the failures of the step
-    /// it retries), its promise, and the promises below it.
-    static func taskMessage(_ t: TaskRecord, promise: PromiseRecord, children: [PromiseRecord]) -> [UInt8] {
-        var out = "{\"children\":["
-        for (i, c) in children.enumerated() {
-            if i > 0 { out += "," }
-            c.writeJSON(into: &out)
-        }
-        out += "],\"promise\":"
-        promise.writeJSON(into: &out)
-        out += ",\"task\":{\"group\":"
-        JSONValue.quote(t.group, into: &out)
-        out += ",\"id\":"
-        JSONValue.quote(t.id, into: &out)
-        if let r = t.retry {
-            out += ",\"retry\":{\"failures\":\(r.failures),\"step\":"
-            JSONValue.quote(r.step, into: &out)
-            out += "}"
-        }
-        out += ",\"version\":\(t.version)}}"
-        return Array(out.utf8)
-    }
-
-    /// The settled promise, to a subscriber's address, with its correlation id.
-    static func notify(_ s: Subscriber, of p: PromiseRecord) -> OutboxMessage {
-        OutboxMessage(exchange: "", routingKey: s.address, kind: "promise.settled", headers: [correlationIDKey: s.correlation],
-                      body: Array(p.jsonText.utf8))
-    }
-
-    /// The answer to `task.claim`: the task's version to report with, its promise, and the
-    /// promises below it (settled or pending) for replay.
-    static func claimed(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord], replyTo: String,
-                        correlationID: String?) -> OutboxMessage {
-        var headers: [String: String] = [:]
-        if let correlationID { headers[correlationIDKey] = correlationID }
-        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply", headers: headers,
-                             body: taskMessage(task, promise: promise, children: children))
-    }
-
-    /// The answer to a command that named `reply_to`: the promise, or an error.
-    static func reply(to replyTo: String, correlationID: String?, promise: PromiseRecord?, created: Bool? = nil,
-                      error: (code: String, message: String)? = nil) -> OutboxMessage {
-        var out = "{"
-        if let created { out += "\"created\":\(created)," }
-        if let error {
-            out += "\"error\":{\"code\":"
-            JSONValue.quote(error.code, into: &out)
-            out += ",\"message\":"
-            JSONValue.quote(error.message, into: &out)
-            out += "},"
-        }
-        out += "\"promise\":"
-        if let promise { promise.writeJSON(into: &out) } else { out += "null" }
-        out += "}"
-        return OutboxMessage(exchange: "", routingKey: replyTo, kind: error == nil ? "reply" : "error",
-                             headers: correlationID.map { [correlationIDKey: $0] } ?? [:], body: Array(out.utf8))
-    }
-
-    /// The answer to `promise.search`: a page of promises and the cursor of the next.
-    static func searchReply(to replyTo: String, correlationID: String?, page: PromisePage) -> OutboxMessage {
-        var out = "{"
-        if let cursor = page.cursor { out += "\"cursor\":"; JSONValue.quote(cursor, into: &out); out += "," }
-        out += "\"promises\":["
-        for (i, p) in page.promises.enumerated() {
-            if i > 0 { out += "," }
-            p.writeJSON(into: &out)
-        }
-        out += "]}"
-        return OutboxMessage(exchange: "", routingKey: replyTo, kind: "reply",
-                             headers: correlationID.map { [correlationIDKey: $0] } ?? [:], body: Array(out.utf8))
-    }
 
     /// The original message with the reason it could not be applied, for `<prefix>.dead`.
     static func deadLetter(_ d: AMQPDelivery, reason: String, config: OrchestratorConfiguration) -> OutboxMessage {

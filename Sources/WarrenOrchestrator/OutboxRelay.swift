@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import WarrenAMQP
 import WarrenContract
+import WarrenKernel
 import WarrenStore
 
 /// Publishes the outbox with pipelined confirms, deleting each row only after its confirm.

@@ -70,6 +70,11 @@ public struct PromiseSearch: Sendable, Equatable {
 public struct PromisePage: Sendable, Equatable {
     public var promises: [PromiseRecord]
     public var cursor: String?
+
+    /// What a promise counts towards a page's ``StoreLimits/maximumPageBytes``: a page stops at
+    /// its limit or at that many bytes, whichever comes first (with at least one promise, which
+    /// the payload limit bounds), so that a reply always fits a message.
+    static func bytes(of p: PromiseRecord) -> Int { p.param.byteCount + p.value.byteCount + p.id.utf8.count + 256 }
 }
 
 /// The result of a create: the promise, and whether it was made now.
@@ -148,6 +153,16 @@ public struct TaskRecord: Sendable, Equatable {
     public var updatedOn: Int64
     /// The step whose failures the task is retrying, and how many attempts of it failed so far.
     public var retry: TaskRetry? = nil
+
+    public init(id: String, group: String, state: State, version: Int64, worker: String?, updatedOn: Int64, retry: TaskRetry? = nil) {
+        self.id = id
+        self.group = group
+        self.state = state
+        self.version = version
+        self.worker = worker
+        self.updatedOn = updatedOn
+        self.retry = retry
+    }
 }
 
 /// A step that failed and waits for its next attempt.

@@ -1,3 +1,5 @@
+@_exported import WarrenContract
+
 /// Where the orchestrator keeps durable state: promises, tasks, timers and the outbox.
 ///
 /// The orchestrator talks to the store only through this protocol, so that another backend (a
@@ -88,7 +90,7 @@ public protocol StoreTransaction: StoreReader {
     func nextTimerDue() throws -> Int64?
     /// Deletes the first timer due without firing it (one whose consequences cannot be written),
     /// and says which it was.
-    func dropNextTimer() throws -> (id: String, kind: Int)?
+    func dropNextTimer() throws -> (id: String, kind: TimerKind?)?
     /// Adds a message to the outbox; returns its sequence number.
     @discardableResult func enqueue(_ message: OutboxMessage) throws -> Int64
     /// Sets an outbox message aside: the broker refused it for `reason`; the relay goes on with
@@ -108,29 +110,7 @@ public protocol StoreTransaction: StoreReader {
     func deleteSettledWorkflows(completedBefore: Int64, limit: Int) throws -> Int
 }
 
-extension StoreTransaction {
-    /// ``suspendTask(id:version:worker:awaiting:steps:now:)`` without steps.
-    public func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], now: Int64) throws -> SuspendResult {
-        try suspendTask(id: id, version: version, worker: worker, awaiting: awaiting, steps: [], now: now)
-    }
-
-    /// ``completeTask(id:version:worker:settle:steps:now:)`` without steps.
-    public func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, now: Int64) throws -> SettleResult {
-        try completeTask(id: id, version: version, worker: worker, settle: settle, steps: [], now: now)
-    }
-
-    /// ``recordProgress(id:version:worker:steps:lease:now:)`` without a lease.
-    public func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], now: Int64) throws {
-        try recordProgress(id: id, version: version, worker: worker, steps: steps, lease: nil, now: now)
-    }
-
-    /// ``retryTask(id:version:worker:due:failedStep:steps:now:)`` without steps.
-    public func retryTask(id: String, version: Int64, worker: String, due: Int64, now: Int64) throws -> TaskRecord {
-        try retryTask(id: id, version: version, worker: worker, due: due, failedStep: nil, steps: [], now: now)
-    }
-}
-
-/// The outcome of ``StoreTransaction/suspendTask(id:version:worker:awaiting:now:)``.
+/// The outcome of ``StoreTransaction/suspendTask(id:version:worker:awaiting:steps:now:)``.
 public enum SuspendResult: Sendable, Equatable {
     /// The task waits; no worker holds it.
     case suspended(TaskRecord)

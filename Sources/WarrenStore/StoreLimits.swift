@@ -57,7 +57,29 @@ public struct StoreLimits: Sendable, Equatable {
         }
     }
 
+    /// Everything a create can be refused for before the store is read.
+    func validateCreate(_ r: CreatePromise) throws(StoreError) {
+        try validateID(r.id)
+        try validateKey(r.idempotencyKey, "idempotency key")
+        try validatePayload(r.param, "param")
+        try validateTags(r.tags)
+        if let g = r.taskGroup { try validateGroup(g) }
+    }
+
+    /// Everything a settle can be refused for before the store is read.
+    func validateSettle(_ r: SettlePromise) throws(StoreError) {
+        try validateID(r.id)
+        try validateKey(r.idempotencyKey, "idempotency key")
+        try validatePayload(r.value, "value")
+    }
+
     func validateSearch(_ s: PromiseSearch) throws(StoreError) {
+        guard (1...PromiseSearch.maximumLimit).contains(s.limit) else {
+            throw StoreError(.invalidArgument, "the search limit \(s.limit) must be from 1 to \(PromiseSearch.maximumLimit)")
+        }
+        guard !s.id.isEmpty, s.id.utf8.allSatisfy({ $0 == UInt8(ascii: "*") || Self.isAllowedIDCharacter($0) }) else {
+            throw StoreError(.invalidID, "the id pattern '\(s.id.prefix(64))' may hold id characters and '*' only")
+        }
         if s.id.utf8.count > maximumPatternLength {
             throw StoreError(.invalidArgument, "the id pattern is \(s.id.utf8.count) bytes long; the limit is \(maximumPatternLength)")
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WarrenContract
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -112,11 +113,8 @@ func decodedData(_ value: Any?) -> String {
 
 /// Milliseconds in a duration such as `90s`, `15m`, `24h`, `7d`.
 func parseDuration(_ text: String) throws -> Int64 {
-    let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-    for (suffix, factor) in units where text.hasSuffix(suffix) {
-        if let n = Int64(text.dropLast(suffix.count)), n > 0, n <= Int64.max / factor / 2 { return n * factor }
-    }
-    throw ValidationError("'\(text)' is not a duration such as 90s, 15m, 24h or 7d")
+    guard let ms = Durations.milliseconds(in: text) else { throw ValidationError("'\(text)' is not \(Durations.example)") }
+    return ms
 }
 
 /// Checks that `text` is JSON and returns it base64-encoded, as promise data travels over HTTP.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WarrenContract
+import WarrenLinks
 import WarrenStore
 
 // The commands that talk to a running orchestrator's HTTP API, and `migrate`.

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import WarrenContract
+import WarrenLinks
 import WarrenOrchestrator
 
 /// The `warren` command.

@@ -165,8 +165,8 @@ struct GuaranteeTests {
             // The child it started and did not await had completed before the parent did.
             let child = try await client.promises.get("parent-1.2")
             let parent = try await client.promises.get("parent-1")
-            #expect(child.state == "RESOLVED" && child.value?.data == "20")
-            #expect(parent.state == "RESOLVED")
+            #expect(child.state == .resolved && child.value.data == "20")
+            #expect(parent.state == .resolved)
             // Replays of the parent returned the recorded time, not a new one.
             let lines = worker.text.split(separator: "\n").filter { $0.hasPrefix("parent returns at") }
             #expect(lines.count >= 2 && Set(lines).count == 1, "\(lines)")
@@ -178,7 +178,7 @@ struct GuaranteeTests {
             // A detached child may outlive its parent.
             #expect(try await client.rpc("detached-1", "detached-parent", 4, target: "workers", as: String.self) == "started detached-1.1")
             let left = try await client.promises.get("detached-1.1")
-            #expect(left.state == "PENDING", "the parent waited for its detached child")
+            #expect(left.state == .pending, "the parent waited for its detached child")
             let detachedChild = try await client.get("detached-1.1").result(as: Int.self)
             #expect(detachedChild == 8)
         }
@@ -190,21 +190,21 @@ struct GuaranteeTests {
             let handle = try await client.beginRun("named-1", "named-approval", "order-7")
             _ = try await worker.line(startingWith: "", containing: "task suspended")
             let approval = try await client.promises.get("approval-order-7")
-            #expect(approval.state == "PENDING" && approval.tags?["human"] == "true")
+            #expect(approval.state == .pending && approval.tags["human"] == "true")
             try await client.promises.resolve("approval-order-7", value: "approved")
             #expect(try await handle.result(as: String.self) == "order-7: approved")
             #expect(try await client.run("named-1", "named-approval", "order-7", as: String.self) == "order-7: approved")
             // The rest of the client's promise API, over AMQP.
             let created = try await client.promises.create("client-1", timeout: .seconds(3600), idempotencyKey: "k", tags: ["batch": "c"])
-            #expect(created.state == "PENDING" && created.tags?["batch"] == "c")
+            #expect(created.state == .pending && created.tags["batch"] == "c")
             #expect(try await client.promises.create("client-1", idempotencyKey: "k").id == "client-1")  // deduplicated
             _ = try await client.promises.create("client-2", tags: ["batch": "c"])
             let page = try await client.promises.search("client-*", state: "pending", tags: ["batch": "c"], limit: 1)
             #expect(page.promises.map(\.id) == ["client-1"] && page.cursor == "client-1")
             let next = try await client.promises.search("client-*", state: "pending", tags: ["batch": "c"], limit: 1, cursor: page.cursor)
             #expect(next.promises.map(\.id) == ["client-2"])
-            #expect(try await client.promises.cancel("client-2").state == "REJECTED_CANCELED")
-            #expect(try await client.promises.reject("client-1", value: "no").state == "REJECTED")
+            #expect(try await client.promises.cancel("client-2").state == .rejectedCanceled)
+            #expect(try await client.promises.reject("client-1", value: "no").state == .rejected)
             await #expect(throws: WarrenError.self) { try await client.promises.get("no-such-promise") }
         }
     }

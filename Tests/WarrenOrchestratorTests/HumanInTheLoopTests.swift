@@ -90,7 +90,7 @@ struct HumanInTheLoopTests {
                     try await Task.sleep(for: .milliseconds(20))
                 }
             }
-            #expect(a.value?.data == #""A""#)
+            #expect(a.value.data == #""A""#)
             await first.kill(SIGKILL)
             try second.start(url: orchestrator.url, prefix: orchestrator.prefix)
             let message = try await within(.seconds(30), "the workflow's result") { try await result.value }

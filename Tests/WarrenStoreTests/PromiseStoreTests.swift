@@ -8,9 +8,9 @@ struct PromiseStoreTests {
     @Test func opensWithWALAndFullSynchronousAndMigrates() throws {
         let temp = try TempStore()
         defer { temp.remove() }
-        #expect(try temp.store.pragma("journal_mode") == "wal")
-        #expect(try temp.store.pragma("synchronous") == "2")  // FULL
-        #expect(try temp.store.appliedMigrations() == ["v1", "v2", "v3"])
+        #expect(try temp.sqlite.pragma("journal_mode") == "wal")
+        #expect(try temp.sqlite.pragma("synchronous") == "2")  // FULL
+        #expect(try temp.sqlite.appliedMigrations() == ["v1", "v2", "v3"])
         // Reopening an up-to-date file changes nothing.
         _ = try temp.store.create("kept")
         let again = try SQLiteStore(path: temp.path)
@@ -34,8 +34,8 @@ struct PromiseStoreTests {
         expectStoreError(.incompatibleDatabase) { _ = try SQLiteStore(path: path) }
     }
 
-    @Test func pendingPromisePastItsTimeoutReadsAsTimedOutAndATimerResolves() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func pendingPromisePastItsTimeoutReadsAsTimedOutAndATimerResolves(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("plain", timeout: t0 + 100)
@@ -52,15 +52,15 @@ struct PromiseStoreTests {
         #expect(pending.promises.isEmpty)
     }
 
-    @Test func firingTimersSettlesTimeoutsAndResumesWaiters() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func firingTimersSettlesTimeoutsAndResumesWaiters(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
         _ = try s.create("wf.1", timeout: t0 + 100)
         _ = try s.create("wf.2", timeout: t0 + 200, tags: [PromiseRecord.timerTag: "true"])
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 1, worker: "w1", now: t0) }
-        _ = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w1", awaiting: ["wf.1"], now: t0) }
+        _ = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w1", awaiting: ["wf.1"], steps: [], now: t0) }
         #expect(try s.writeSync { tx in try tx.nextTimerDue() } == t0 + 100)
         #expect(try s.writeSync { tx in try tx.fireTimers(now: t0 + 99, limit: 10) }.isEmpty)
         let fired = try s.writeSync { tx in try tx.fireTimers(now: t0 + 250, limit: 10) }
@@ -76,8 +76,8 @@ struct PromiseStoreTests {
         #expect(try s.writeSync { tx in try tx.nextTimerDue() } == t0 + hour)  // wf's own timeout
     }
 
-    @Test func searchFiltersByStateTagsAndIdPatternWithCursorPaging() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func searchFiltersByStateTagsAndIdPatternWithCursorPaging(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         for i in 0..<250 {
@@ -135,8 +135,8 @@ struct PromiseStoreTests {
         #expect(try s.get("big") == nil)
     }
 
-    @Test func outboxMessagesCommitWithTheirChangeAndComeInOrder() async throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func outboxMessagesCommitWithTheirChangeAndComeInOrder(_ backend: Backend) async throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try await s.write { tx in
@@ -160,18 +160,24 @@ struct PromiseStoreTests {
         #expect(left.map(\.sequence) == [messages[1].sequence])
     }
 
-    @Test func aBadCommandFailsAloneInItsBatch() async throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aBadCommandFailsAloneInItsBatch(_ backend: Backend) async throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
-        let results = try await s.apply([
-            .createPromise(CreatePromise(id: "one", timeout: t0 + hour)),
-            .createPromise(CreatePromise(id: "bad id", timeout: t0 + hour)),
-            .settlePromise(SettlePromise(id: "nobody", completion: .resolve)),
-            .createPromise(CreatePromise(id: "two", timeout: t0 + hour)),
-            .settlePromise(SettlePromise(id: "one", completion: .resolve, value: PromiseValue(data: "\"ok\""))),
-            .settlePromise(SettlePromise(id: "one", completion: .reject, strict: true)),
-        ], now: t0)
+        // Each command in one transaction; a refused one leaves no trace and the others go on.
+        let commands: [@Sendable (any StoreTransaction) throws -> Void] = [
+            { _ = try $0.createPromise(CreatePromise(id: "one", timeout: t0 + hour), now: t0) },
+            { _ = try $0.createPromise(CreatePromise(id: "bad id", timeout: t0 + hour), now: t0) },
+            { _ = try $0.settlePromise(SettlePromise(id: "nobody", completion: .resolve), now: t0) },
+            { _ = try $0.createPromise(CreatePromise(id: "two", timeout: t0 + hour), now: t0) },
+            { _ = try $0.settlePromise(SettlePromise(id: "one", completion: .resolve, value: PromiseValue(data: "\"ok\"")), now: t0) },
+            { _ = try $0.settlePromise(SettlePromise(id: "one", completion: .reject, strict: true), now: t0) },
+        ]
+        let results: [Result<Void, StoreError>] = try await s.write { tx in
+            commands.map { command in
+                do { return .success(try command(tx)) } catch let e as StoreError { return .failure(e) } catch { return .failure(StoreError(.databaseError, "\(error)")) }
+            }
+        }
         #expect(results.count == 6)
         #expect((try? results[0].get()) != nil)
         #expect(results[1].failureCode == .invalidID)
@@ -183,8 +189,8 @@ struct PromiseStoreTests {
         #expect(try s.get("two")?.state == .pending)
     }
 
-    @Test func retentionDeletesSettledWorkflowsOnly() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func retentionDeletesSettledWorkflowsOnly(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         // An old finished workflow with children, a finished one with a pending detached child,

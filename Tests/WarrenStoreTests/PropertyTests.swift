@@ -66,9 +66,10 @@ struct PropertyTests {
         }
     }
 
-    @Test func storeAgreesWithTheModelAndTheFirstOutcomeWins() async throws {
+    @Test(arguments: Backend.allCases)
+    func storeAgreesWithTheModelAndTheFirstOutcomeWins(_ backend: Backend) async throws {
         await propertyCheck(count: 60, input: Gen.int(in: 0...100_000).array(of: 1...60)) { numbers in
-            let temp = try TempStore()
+            let temp = try TempStore(backend)
             defer { temp.remove() }
             let store = temp.store
             var model = Model()

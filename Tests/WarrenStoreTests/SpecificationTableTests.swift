@@ -97,9 +97,9 @@ struct SpecificationTableTests {
         Row(number: 324, start: .timedout(ikc: ikc), action: .settle(.cancel, key: iku, strict: false), expected: .deduplicated),
     ]
 
-    @Test(arguments: rows)
-    func row(_ row: Row) throws {
-        let temp = try TempStore()
+    @Test(arguments: rows, Backend.allCases)
+    func row(_ row: Row, _ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let store = temp.store
         let id = "p"

@@ -2,16 +2,35 @@ import Foundation
 import Testing
 @testable import WarrenStore
 
-/// A store in a new file of its own, removed when the test ends.
+/// The backends the same tests run against: the embedded SQLite store, and the in-memory one
+/// the kernel's tests use (they must answer alike).
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, memory
+    var testDescription: String { rawValue }
+}
+
+/// What the tests need of a store: the protocol, and a write on the test's own thread.
+protocol TestStore: PromiseStore {
+    func writeSync<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
+}
+extension SQLiteStore: TestStore {}
+extension MemoryStore: TestStore {}
+
+/// A store of its own for one test: a new SQLite file (removed when the test ends) or memory.
 struct TempStore {
     let path: String
-    let store: SQLiteStore
+    let store: any TestStore
+    /// The SQLite store, for tests of what only a file has (migrations, WAL, checkpoints).
+    var sqlite: SQLiteStore { store as! SQLiteStore }
 
-    init(limits: StoreLimits = .default) throws {
+    init(_ backend: Backend = .sqlite, limits: StoreLimits = .default) throws {
         let dir = NSTemporaryDirectory() + "warren-store-tests"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         path = dir + "/\(UUID().uuidString).db"
-        store = try SQLiteStore(path: path, limits: limits)
+        switch backend {
+        case .sqlite: store = try SQLiteStore(path: path, limits: limits)
+        case .memory: store = MemoryStore(limits: limits)
+        }
     }
 
     func remove() {
@@ -23,7 +42,7 @@ struct TempStore {
 let t0: Int64 = 1_800_000_000_000
 let hour: Int64 = 3_600_000
 
-extension SQLiteStore {
+extension TestStore {
     func create(_ id: String, key: String? = nil, strict: Bool = false, timeout: Int64 = t0 + hour,
                 tags: [String: String] = [:], group: String? = nil, now: Int64 = t0) throws -> CreateResult {
         try writeSync { tx in

@@ -3,8 +3,8 @@ import Testing
 
 @Suite("Tasks")
 struct TaskTests {
-    @Test func aWorkflowTaskIsClaimedSuspendedAndResumedWithARaisedVersion() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aWorkflowTaskIsClaimedSuspendedAndResumedWithARaisedVersion(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         let created = try s.create("wf", group: "workers")
@@ -14,7 +14,7 @@ struct TaskTests {
         #expect(claimed.state == .acquired && claimed.worker == "w1")
         // The same claim again (a redelivered message) is harmless.
         #expect(try s.writeSync { tx in try tx.claimTask(id: "wf", version: 1, worker: "w1", now: t0) } == claimed)
-        let suspended = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w1", awaiting: ["wf.1"], now: t0) }
+        let suspended = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w1", awaiting: ["wf.1"], steps: [], now: t0) }
         guard case .suspended(let t) = suspended else { Issue.record("\(suspended)"); return }
         #expect(t.state == .suspended)
         #expect(try s.writeSync { tx in try tx.awaitedPromises(taskID: "wf") } == ["wf.1"])
@@ -31,14 +31,14 @@ struct TaskTests {
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 2, worker: "w2", now: t0) }
         let done = try s.writeSync { tx in
             try tx.completeTask(id: "wf", version: 2, worker: "w2",
-                                settle: SettlePromise(id: "wf", completion: .resolve, value: PromiseValue(data: "\"done\"")), now: t0 + 5)
+                                settle: SettlePromise(id: "wf", completion: .resolve, value: PromiseValue(data: "\"done\"")), steps: [], now: t0 + 5)
         }
         #expect(done.promise.state == .resolved)
         #expect(try s.writeSync { tx in try tx.task(id: "wf") }?.state == .completed)
     }
 
-    @Test func twoWorkersRacingOnOneVersionCannotBothCount() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func twoWorkersRacingOnOneVersionCannotBothCount(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
@@ -47,7 +47,7 @@ struct TaskTests {
         // A report from the loser is ignored.
         expectStoreError(.staleTask) {
             _ = try s.writeSync { tx in
-                try tx.completeTask(id: "wf", version: 1, worker: "b", settle: SettlePromise(id: "wf", completion: .resolve), now: t0)
+                try tx.completeTask(id: "wf", version: 1, worker: "b", settle: SettlePromise(id: "wf", completion: .resolve), steps: [], now: t0)
             }
         }
         // A redelivered execute message hands the task out again: the old holder is fenced off.
@@ -55,18 +55,18 @@ struct TaskTests {
         #expect(next.version == 2)
         expectStoreError(.staleTask) {
             _ = try s.writeSync { tx in
-                try tx.completeTask(id: "wf", version: 1, worker: "a", settle: SettlePromise(id: "wf", completion: .resolve), now: t0)
+                try tx.completeTask(id: "wf", version: 1, worker: "a", settle: SettlePromise(id: "wf", completion: .resolve), steps: [], now: t0)
             }
         }
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 2, worker: "b", now: t0) }
         let done = try s.writeSync { tx in
-            try tx.completeTask(id: "wf", version: 2, worker: "b", settle: SettlePromise(id: "wf", completion: .resolve, value: PromiseValue(data: "1")), now: t0)
+            try tx.completeTask(id: "wf", version: 2, worker: "b", settle: SettlePromise(id: "wf", completion: .resolve, value: PromiseValue(data: "1")), steps: [], now: t0)
         }
         #expect(done.settled && done.promise.value.data == "1")
     }
 
-    @Test func aResolveThatCameBeforeTheSuspendResumesTheTaskAtOnce() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aResolveThatCameBeforeTheSuspendResumesTheTaskAtOnce(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
@@ -75,33 +75,33 @@ struct TaskTests {
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 1, worker: "w", now: t0) }
         // The worker saw wf.1 pending, but a human resolved it before the suspend arrived.
         _ = try s.settle("wf.1")
-        let r = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w", awaiting: ["wf.2", "wf.1"], now: t0 + 2) }
+        let r = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w", awaiting: ["wf.2", "wf.1"], steps: [], now: t0 + 2) }
         guard case .resumed(let t) = r else { Issue.record("expected resumed, got \(r)"); return }
         #expect(t.version == 2 && t.state == .pending)
         #expect(try s.writeSync { tx in try tx.awaitedPromises(taskID: "wf") }.isEmpty)
     }
 
-    @Test func suspendingOnAnUnknownPromiseLeavesNoTrace() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func suspendingOnAnUnknownPromiseLeavesNoTrace(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
         _ = try s.create("wf.1")
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 1, worker: "w", now: t0) }
         expectStoreError(.notFound) {
-            _ = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w", awaiting: ["wf.1", "wf.9"], now: t0) }
+            _ = try s.writeSync { tx in try tx.suspendTask(id: "wf", version: 1, worker: "w", awaiting: ["wf.1", "wf.9"], steps: [], now: t0) }
         }
         #expect(try s.writeSync { tx in try tx.task(id: "wf") }?.state == .acquired)
         #expect(try s.settle("wf.1").resumedTasks.isEmpty)
     }
 
-    @Test func aRetryWaitsOnADurableTimer() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aRetryWaitsOnADurableTimer(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
         _ = try s.writeSync { tx in try tx.claimTask(id: "wf", version: 1, worker: "w", now: t0) }
-        let waiting = try s.writeSync { tx in try tx.retryTask(id: "wf", version: 1, worker: "w", due: t0 + 500, now: t0) }
+        let waiting = try s.writeSync { tx in try tx.retryTask(id: "wf", version: 1, worker: "w", due: t0 + 500, failedStep: nil, steps: [], now: t0) }
         #expect(waiting.state == .suspended)
         #expect(try s.writeSync { tx in try tx.fireTimers(now: t0 + 499, limit: 10) }.isEmpty)
         let fired = try s.writeSync { tx in try tx.fireTimers(now: t0 + 500, limit: 10) }
@@ -109,8 +109,8 @@ struct TaskTests {
         #expect(t.id == "wf" && t.version == 2 && t.state == .pending)
     }
 
-    @Test func aReportForThePendingVersionIsItsClaimAndRecordsItsSteps() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aReportForThePendingVersionIsItsClaimAndRecordsItsSteps(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
@@ -136,13 +136,13 @@ struct TaskTests {
         // A second worker's report for the same version no longer counts.
         expectStoreError(.staleTask) {
             _ = try s.writeSync { tx in
-                try tx.completeTask(id: "wf", version: 1, worker: "x", settle: SettlePromise(id: "wf", completion: .resolve), now: t0)
+                try tx.completeTask(id: "wf", version: 1, worker: "x", settle: SettlePromise(id: "wf", completion: .resolve), steps: [], now: t0)
             }
         }
     }
 
-    @Test func aSuspendOnAStepRecordedWithItResumesAtOnce() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func aSuspendOnAStepRecordedWithItResumesAtOnce(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
@@ -154,8 +154,8 @@ struct TaskTests {
         #expect(t.version == 2)
     }
 
-    @Test func retriesCountTheFailuresOfOneStep() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func retriesCountTheFailuresOfOneStep(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
@@ -179,8 +179,8 @@ struct TaskTests {
         #expect(try s.get("wf.1")?.state == .resolved)
     }
 
-    @Test func subscribersAreToldOnceWhenThePromiseSettlesOrTimesOut() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func subscribersAreToldOnceWhenThePromiseSettlesOrTimesOut(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("p")
@@ -201,17 +201,17 @@ struct TaskTests {
         #expect(r.subscribers == [Subscriber(address: "reply.b", correlation: "c3")])
     }
 
-    @Test func progressRecordsStepsAndClaimsThePendingVersion() throws {
-        let temp = try TempStore()
+    @Test(arguments: Backend.allCases) func progressRecordsStepsAndClaimsThePendingVersion(_ backend: Backend) throws {
+        let temp = try TempStore(backend)
         defer { temp.remove() }
         let s = temp.store
         _ = try s.create("wf", group: "workers")
-        try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "w", steps: [StepOutcome(id: "wf.1", value: PromiseValue(data: "1"))], now: t0) }
+        try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "w", steps: [StepOutcome(id: "wf.1", value: PromiseValue(data: "1"))], lease: nil, now: t0) }
         #expect(try s.get("wf.1")?.state == .resolved)
         #expect(try s.writeSync { tx in try tx.task(id: "wf") }?.worker == "w")
         // Another worker's progress for the same version no longer counts.
         expectStoreError(.staleTask) {
-            try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "x", steps: [StepOutcome(id: "wf.2", value: .empty)], now: t0) }
+            try s.writeSync { tx in try tx.recordProgress(id: "wf", version: 1, worker: "x", steps: [StepOutcome(id: "wf.2", value: .empty)], lease: nil, now: t0) }
         }
         #expect(try s.get("wf.2") == nil)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -102,11 +103,16 @@ public func freePort() -> Int {
     // Below Linux's ephemeral range (32768-60999), port and port + 20000 (a broker's
     // distribution port) alike: a port chosen there could be taken by any outgoing connection
     // between this check and the server's bind (seen in CI: "Address already in use").
+    // A port handed out once is not handed out again in this process: two tests that chose the
+    // same free port before either bound it collided ("Address already in use").
     while true {
         let p = Int.random(in: 10000..<12700)
+        guard handedOut.withLock({ $0.insert(p).inserted }) else { continue }
         if bindable(p), bindable(p + 20000) { return p }
     }
 }
+
+private let handedOut = Mutex(Set<Int>())
 
 /// A RabbitMQ broker of a test's own, in a temporary folder, through Scripts/broker.sh.
 public struct PrivateBroker: Sendable {

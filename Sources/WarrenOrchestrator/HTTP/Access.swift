@@ -1,4 +1,5 @@
 import Foundation
+import WarrenKernel
 import WarrenStore
 
 /// What a bearer token may do on the HTTP API.

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Synchronization
+import WarrenKernel
 import WarrenStore
 
 /// A refused HTTP request: its status and a JSON error with a stable code.
@@ -258,12 +259,10 @@ struct HTTPAPI: Sendable {
         }
         let settle = SettlePromise(id: id, completion: completion, idempotencyKey: Self.header(request, "idempotency-key"),
                                    strict: try Self.strict(request), value: value)
-        let config = self.config
+        let kernel = Kernel(config.kernel)
         let result = try await batcher.write { tx in
-            let now = Self.now()
-            try Orchestrator.refuseInternal(id, tx: tx, now: now)
-            let result = try tx.settlePromise(settle, now: now)
-            if result.settled { try Orchestrator.settled(result, tx: tx, now: now, config: config) }
+            let (result, effects) = try kernel.settlePromise(settle, tx: tx, now: Self.now())
+            try tx.enqueue(effects)
             return result
         }
         return Self.json(.ok, HTTPPromise(result.promise))
@@ -328,22 +327,24 @@ struct HTTPAPI: Sendable {
                                            "args": .array(body.args ?? [])]
         if let timeout = body.timeout { fields["timeout"] = timeout }
         if let tags = body.tags { fields["tags"] = .object(tags.mapValues { .string($0) }) }
-        let message: InboundMessage
+        let message: Command
         do {
-            message = try InboundMessage.decode(routingKey: "workflow.start", type: nil, body: Array(JSONValue.object(fields).jsonText.utf8),
+            message = try Command.decode(routingKey: MessageKind.startWorkflow.rawValue, type: nil, body: Array(JSONValue.object(fields).jsonText.utf8),
                                                 now: Self.now(), defaultTimeout: config.defaultTimeout, maximumBodyBytes: Self.maximumBodyBytes)
         } catch {
             throw HTTPProblem(.badRequest, "invalidArgument", error.reason)
         }
         guard case .startWorkflow(let create, let function, _) = message else { throw HTTPProblem(.badRequest, "invalidArgument", "not a workflow") }
-        let config = self.config
+        let kernel = Kernel(config.kernel)
         if create.tags.keys.contains(where: { $0.hasPrefix("warren:") && $0 != "warren:function" }) {
             throw HTTPProblem(.badRequest, "invalidArgument", "tags starting with 'warren:' are Warren's own")
         }
         let result = try await batcher.write { tx in
             let now = Self.now()
             try Self.refuseInsideWorkflow(create.id, tx: tx, now: now)
-            return try Orchestrator.startWorkflow(create, function: function, tx: tx, now: now, config: config)
+            let (result, effects) = try kernel.startWorkflow(create, function: function, tx: tx, now: now)
+            try tx.enqueue(effects)
+            return result
         }
         return Self.json(result.created ? .created : .ok, try await view(of: result.promise))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import WarrenKernel
 import WarrenStore
 
 /// The promise record as the Durable Promise Specification's HTTP API carries it: `data` is

@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import WarrenContract
+import WarrenLinks
+import WarrenKernel
 import WarrenStore
 
 /// Signed approval links (docs/http.md#approval-links): `GET /approve/{id}?…` shows what the
@@ -43,15 +45,15 @@ extension HTTPAPI {
             headers["comment"] = comment
         }
         let settle = SettlePromise(id: id, completion: .resolve, value: PromiseValue(headers: headers, data: JSONValue.string(body.outcome).jsonText))
-        let config = self.config
+        let kernel = Kernel(config.kernel)
         let logger = self.logger
         do {
             let result = try await batcher.write { tx in
                 let now = Self.now()
                 guard let p = try tx.promise(id: id, now: now) else { throw StoreError(.notFound, "this link's promise does not exist (any more)") }
                 if let refusal = Self.internalRefusal(p) { throw refusal }
-                let result = try tx.settlePromise(settle, now: now)
-                if result.settled { try Orchestrator.settled(result, tx: tx, now: now, config: config) }
+                let (result, effects) = try kernel.settlePromise(settle, tx: tx, now: now)
+                try tx.enqueue(effects)
                 return result
             }
             logger.info("promise settled through a signed link", metadata: ["promise": "\(id)", "outcome": "\(body.outcome)", "key": "\(link.keyID)"])

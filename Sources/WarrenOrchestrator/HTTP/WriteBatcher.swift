@@ -1,4 +1,5 @@
 import Synchronization
+import WarrenKernel
 import WarrenStore
 
 /// Applies the writes of concurrent HTTP requests together: whatever is waiting when the writer

@@ -1,57 +1,12 @@
-import Foundation
+import WarrenContract
 import WarrenStore
 
-/// Why a message cannot be applied; travels in the `x-warren-error` header of its dead letter.
-struct ContractError: Error, Equatable {
-    var reason: String
-}
-
-/// What an inbound message asks for, decoded and validated against the message contract
-/// (docs/messages.md). The routing key names the kind; an AMQP `type`, when present, must agree.
-enum InboundMessage: Equatable {
-    case createPromise(CreatePromise)
-    case settlePromise(SettlePromise)
-    /// `workflow.start`: a root promise with a task for `group`, whose param holds the function
-    /// and its arguments.
-    /// With `subscribe`, the caller is answered with the workflow's settled root (now, or when
-    /// it settles) instead of an immediate reply.
-    case startWorkflow(CreatePromise, function: String, subscribe: Bool)
-    /// `promise.get`: the promise, in a reply.
-    case getPromise(id: String)
-    /// `promise.subscribe`: the settled promise, sent to `reply_to` now or when it settles.
-    case subscribe(id: String)
-    /// `promise.search`: a page of promises, in a reply.
-    case searchPromises(PromiseSearch)
-    /// `task.claim`: a worker takes the version of a task its execute message named (after a
-    /// redelivered execute, a new version first).
-    case claimTask(id: String, version: Int64, worker: String, redelivered: Bool)
-    /// `task.suspend`: the worker records its steps, waits for these promises and lets the task go.
-    case suspendTask(id: String, version: Int64, worker: String, awaiting: [String], steps: [StepOutcome])
-    /// `task.complete`: the worker records its steps and settles the task's promise with the
-    /// function's outcome.
-    case completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome])
-    /// `task.progress`: the worker records the steps it finished and goes on running; with a
-    /// `lease` (milliseconds), it has acked its execute message and holds the task until the lease
-    /// lapses unless it renews it.
-    case recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?)
-    /// `task.retry`: the worker records its steps and lets the task go until `delay` has passed
-    /// (milliseconds), because `failedStep` failed.
-    case retryTask(id: String, version: Int64, worker: String, delay: Int64, failedStep: String?, steps: [StepOutcome])
-
-    /// The kinds the orchestrator consumes, by routing key.
-    static let kinds = ["promise.create", "promise.resolve", "promise.reject", "promise.cancel", "promise.get", "promise.subscribe", "promise.search",
-                        "workflow.start", "task.claim", "task.suspend", "task.complete", "task.retry", "task.progress"]
-
-    /// The header by which any event (a team's own, routed in through `<prefix>.events` or sent
-    /// as `promise.resolve`) names the promise it settles; its body is the value.
-    static let promiseIDHeader = "x-warren-promise-id"
-    /// `resolve` (the default) or `reject`, for such an event.
-    static let settleHeader = "x-warren-settle"
-
+/// Decoding AMQP bodies into commands: the message contract of docs/messages.md.
+extension Command {
     /// An event that settles the promise its header names with its body: JSON as it is, other
     /// text as a JSON string, the content type kept in the value's headers.
-    static func decodeEvent(promiseID: String, settle: String?, routingKey: String, contentType: String?, body: [UInt8],
-                            maximumBodyBytes: Int) throws(ContractError) -> InboundMessage {
+    public static func decodeEvent(promiseID: String, settle: String?, routingKey: String, contentType: String?, body: [UInt8],
+                            maximumBodyBytes: Int) throws(ContractError) -> Command {
         guard body.count <= maximumBodyBytes else {
             throw ContractError(reason: "the message is \(body.count) bytes; the limit is \(maximumBodyBytes)")
         }
@@ -59,7 +14,7 @@ enum InboundMessage: Equatable {
         switch settle?.lowercased() ?? (routingKey == "promise.reject" ? "reject" : "resolve") {
         case "resolve": completion = .resolve
         case "reject": completion = .reject
-        default: throw ContractError(reason: "the header \(settleHeader) must be resolve or reject, not '\(settle!.prefix(30))'")
+        default: throw ContractError(reason: "the header \(ContractHeader.settle) must be resolve or reject, not '\(settle!.prefix(30))'")
         }
         guard let text = String(validating: body, as: UTF8.self) else {
             throw ContractError(reason: "an event that settles a promise must have a UTF-8 body (JSON or text)")
@@ -79,7 +34,7 @@ enum InboundMessage: Equatable {
         return event(promiseID, completion, data, contentType)
     }
 
-    private static func event(_ id: String, _ completion: PromiseRules.Completion, _ data: String, _ contentType: String?) -> InboundMessage {
+    private static func event(_ id: String, _ completion: PromiseRules.Completion, _ data: String, _ contentType: String?) -> Command {
         var headers: [String: String] = [:]
         if let contentType, !contentType.isEmpty { headers["content-type"] = contentType }
         return .settlePromise(SettlePromise(id: id, completion: completion, value: PromiseValue(headers: headers, data: data)))
@@ -87,10 +42,11 @@ enum InboundMessage: Equatable {
 
     /// Decodes a message body; `now` and `defaultTimeout` (milliseconds) turn durations into
     /// epoch milliseconds.
-    static func decode(routingKey: String, type: String?, body: [UInt8], now: Int64, defaultTimeout: Int64,
-                       maximumBodyBytes: Int) throws(ContractError) -> InboundMessage {
-        guard kinds.contains(routingKey) else {
-            throw ContractError(reason: "unknown kind '\(routingKey.prefix(100))': the routing key must be one of \(kinds.joined(separator: ", "))")
+    public static func decode(routingKey: String, type: String?, body: [UInt8], now: Int64, defaultTimeout: Int64,
+                       maximumBodyBytes: Int) throws(ContractError) -> Command {
+        guard let kind = MessageKind(command: routingKey) else {
+            throw ContractError(reason: "unknown kind '\(routingKey.prefix(100))': the routing key must be one of "
+                + MessageKind.commands.map(\.rawValue).joined(separator: ", "))
         }
         if let type, !type.isEmpty, type != routingKey {
             throw ContractError(reason: "the type property '\(type.prefix(100))' disagrees with the routing key '\(routingKey)'")
@@ -106,13 +62,13 @@ enum InboundMessage: Equatable {
         }
         guard let fields = parsed.objectValue else { throw ContractError(reason: "the body must be a JSON object") }
         let id = try string(fields, "id", required: true)!
-        switch routingKey {
-        case "promise.create":
+        switch kind {
+        case .createPromise:
             return .createPromise(CreatePromise(
                 id: id, idempotencyKey: try string(fields, "idempotencyKey"), strict: try bool(fields, "strict"),
                 param: try value(fields, "param"), timeout: try timeout(fields, now: now, default: defaultTimeout),
                 tags: try tags(fields)))
-        case "workflow.start":
+        case .startWorkflow:
             let function = try string(fields, "function", required: true)!
             let group = try string(fields, "group", required: true)!
             let args = fields["args"] ?? .array([])
@@ -124,11 +80,11 @@ enum InboundMessage: Equatable {
                 id: id, idempotencyKey: id, param: PromiseValue(data: param.jsonText),
                 timeout: try timeout(fields, now: now, default: defaultTimeout), tags: tags, taskGroup: group), function: function,
                 subscribe: try bool(fields, "subscribe"))
-        case "promise.get":
+        case .getPromise:
             return .getPromise(id: id)
-        case "promise.subscribe":
+        case .subscribe:
             return .subscribe(id: id)
-        case "promise.search":
+        case .searchPromises:
             var states: Set<PromiseState>? = nil
             if let state = try string(fields, "state") {
                 // As the specification's search: `rejected` covers every way of being rejected.
@@ -146,10 +102,10 @@ enum InboundMessage: Equatable {
             default: throw ContractError(reason: "the field 'limit' must be a number from 1 to \(PromiseSearch.maximumLimit)")
             }
             return .searchPromises(PromiseSearch(id: id, states: states, tags: try tags(fields), limit: limit, cursor: try string(fields, "cursor")))
-        case "task.claim":
+        case .claimTask:
             return .claimTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                               redelivered: try bool(fields, "redelivered"))
-        case "task.suspend":
+        case .suspendTask:
             guard case .array(let items)? = fields["awaiting"], !items.isEmpty else {
                 throw ContractError(reason: "'awaiting' must be a non-empty array of promise ids")
             }
@@ -160,7 +116,7 @@ enum InboundMessage: Equatable {
             }
             return .suspendTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!, awaiting: awaiting,
                                 steps: try steps(fields))
-        case "task.progress":
+        case .progress:
             var lease: Int64? = nil
             switch fields["lease"] {
             case nil, .null?: break
@@ -169,13 +125,13 @@ enum InboundMessage: Equatable {
             }
             return .recordProgress(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                                    steps: try steps(fields), lease: lease)
-        case "task.retry":
+        case .retryTask:
             guard case .int(let delay)? = fields["delay"], delay >= 0 else {
                 throw ContractError(reason: "the field 'delay' must be milliseconds (a number, 0 or more)")
             }
             return .retryTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                               delay: min(delay, 366 * 86_400_000), failedStep: try string(fields, "step"), steps: try steps(fields))
-        case "task.complete":
+        case .completeTask:
             let state = try string(fields, "state") ?? "resolved"
             guard state == "resolved" || state == "rejected" else {
                 throw ContractError(reason: "'state' must be \"resolved\" or \"rejected\"")
@@ -184,11 +140,13 @@ enum InboundMessage: Equatable {
                                  settle: SettlePromise(id: id, completion: state == "resolved" ? .resolve : .reject,
                                                        idempotencyKey: "complete:\(id)", value: try value(fields, "value")),
                                  steps: try steps(fields))
-        default:
-            let completion: PromiseRules.Completion = routingKey == "promise.resolve" ? .resolve : routingKey == "promise.reject" ? .reject : .cancel
+        case .resolvePromise, .rejectPromise, .cancelPromise:
+            let completion: PromiseRules.Completion = kind == .resolvePromise ? .resolve : kind == .rejectPromise ? .reject : .cancel
             return .settlePromise(SettlePromise(
                 id: id, completion: completion, idempotencyKey: try string(fields, "idempotencyKey"),
                 strict: try bool(fields, "strict"), value: try value(fields, "value")))
+        case .execute, .settled, .reply, .error:
+            throw ContractError(reason: "'\(routingKey)' is a kind the orchestrator sends, not one it takes")
         }
     }
 
@@ -265,22 +223,12 @@ enum InboundMessage: Equatable {
             guard ms > 0 else { throw ContractError(reason: "the timeout \(ms) must be positive epoch milliseconds") }
             return ms
         case .string(let text)?:
-            guard let duration = parseDuration(text) else {
-                throw ContractError(reason: "the timeout '\(text.prefix(50))' is not a duration such as \"90s\", \"15m\", \"24h\" or \"7d\"")
+            guard let duration = Durations.milliseconds(in: text) else {
+                throw ContractError(reason: "the timeout '\(text.prefix(50))' is not \(Durations.example)")
             }
             return now + duration
         default:
             throw ContractError(reason: "the timeout must be epoch milliseconds or a duration string")
         }
-    }
-
-    /// Milliseconds in a duration string, or `nil`.
-    static func parseDuration(_ text: String) -> Int64? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            guard let n = Int64(text.dropLast(suffix.count)), n > 0, n <= Int64.max / factor / 2 else { return nil }
-            return n * factor
-        }
-        return nil
     }
 }

@@ -1,15 +1,14 @@
 import Testing
-import WarrenTestSupport
 import WarrenStore
-@testable import WarrenOrchestrator
+@testable import WarrenKernel
 
 /// The message contract's decoding, without a broker.
 @Suite("Message contract")
 struct ContractTests {
     let now: Int64 = 1_800_000_000_000
 
-    func decode(_ kind: String, _ body: String, type: String? = nil) throws(ContractError) -> InboundMessage {
-        try InboundMessage.decode(routingKey: kind, type: type, body: Array(body.utf8), now: now,
+    func decode(_ kind: String, _ body: String, type: String? = nil) throws(ContractError) -> Command {
+        try Command.decode(routingKey: kind, type: type, body: Array(body.utf8), now: now,
                                   defaultTimeout: 86_400_000, maximumBodyBytes: 1000)
     }
 

@@ -8,28 +8,6 @@ public enum PromiseState: String, Codable, Sendable, CaseIterable {
 
     /// `true` for every state but ``pending``.
     public var isSettled: Bool { self != .pending }
-
-    /// The compact code stored in SQLite.
-    var code: Int {
-        switch self {
-        case .pending: 0
-        case .resolved: 1
-        case .rejected: 2
-        case .rejectedCanceled: 3
-        case .rejectedTimedout: 4
-        }
-    }
-
-    init?(code: Int) {
-        switch code {
-        case 0: self = .pending
-        case 1: self = .resolved
-        case 2: self = .rejected
-        case 3: self = .rejectedCanceled
-        case 4: self = .rejectedTimedout
-        default: return nil
-        }
-    }
 }
 
 /// A promise's `param` or `value`: string headers and data, which Warren stores as JSON text.
@@ -43,8 +21,9 @@ public struct PromiseValue: Codable, Sendable, Equatable {
     }
 
     public static let empty = PromiseValue()
-    var isEmpty: Bool { headers.isEmpty && data == nil }
-    var byteCount: Int { (data?.utf8.count ?? 0) + headers.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count } }
+    public var isEmpty: Bool { headers.isEmpty && data == nil }
+    /// The bytes it holds (data and headers), as the payload limits count them.
+    public var byteCount: Int { (data?.utf8.count ?? 0) + headers.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count } }
 }
 
 /// A durable promise: the record of the Durable Promise Specification.
@@ -88,8 +67,57 @@ public struct PromiseRecord: Codable, Sendable, Equatable {
     /// Children of a workflow have ids `<root>.<n>`, grandchildren `<root>.<n>.<m>`.
     public var rootID: String { PromiseRecord.rootID(of: id) }
 
-    static func rootID(of id: String) -> String {
+    /// The root of an id: the id up to its first `.` (itself for a root).
+    public static func rootID(of id: String) -> String {
         guard let dot = id.firstIndex(of: ".") else { return id }
         return String(id[..<dot])
     }
+
+    /// The tag a workflow's calls record their kind in (`run:<name>`, `promise`, `sleep`, …).
+    public static let kindTag = "warren:kind"
+}
+
+// MARK: The wire shape
+
+extension PromiseRecord {
+    /// The record as JSON, as events, replies and execute messages carry it (the same fields as
+    /// its `Codable` form, keys sorted, absent values left out), written without Foundation.
+    public var jsonText: String {
+        var out = ""
+        writeJSON(into: &out)
+        return out
+    }
+
+    public func writeJSON(into out: inout String) {
+        out += "{"
+        if let c = completedOn { out += "\"completedOn\":\(c)," }
+        out += "\"createdOn\":\(createdOn),\"id\":"
+        JSONValue.quote(id, into: &out)
+        if let k = idempotencyKeyForComplete { out += ",\"idempotencyKeyForComplete\":"; JSONValue.quote(k, into: &out) }
+        if let k = idempotencyKeyForCreate { out += ",\"idempotencyKeyForCreate\":"; JSONValue.quote(k, into: &out) }
+        out += ",\"param\":"
+        param.writeJSON(into: &out)
+        out += ",\"state\":\"\(state.rawValue)\",\"tags\":"
+        out += JSONValue.object(tags)
+        out += ",\"timeout\":\(timeout),\"value\":"
+        value.writeJSON(into: &out)
+        out += "}"
+    }
+}
+
+extension PromiseValue {
+    public func writeJSON(into out: inout String) {
+        if let data {
+            out += "{\"data\":"
+            JSONValue.quote(data, into: &out)
+            out += ",\"headers\":" + JSONValue.object(headers) + "}"
+        } else {
+            out += "{\"headers\":" + JSONValue.object(headers) + "}"
+        }
+    }
+}
+
+extension PromiseRecord {
+    /// `true` once it is resolved, rejected, canceled or timed out.
+    public var isSettled: Bool { state.isSettled }
 }
