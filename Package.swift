@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // rabbitmq-c (librabbitmq-dev), seen through a module map and a small shim header.
@@ -82,6 +83,17 @@ let package = Package(
             name: "WarrenKernel",
             dependencies: ["WarrenStore", "WarrenContract"]
         ),
+        // The store on PostgreSQL (postgres-nio): `warren serve --db postgres://…`.
+        .target(
+            name: "WarrenStorePostgres",
+            dependencies: [
+                "WarrenStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "WarrenKernelTests",
             dependencies: ["WarrenKernel", "WarrenStore", "WarrenContract"]
@@ -92,7 +104,7 @@ let package = Package(
         .target(
             name: "WarrenOrchestrator",
             dependencies: [
-                "AMQP", "WarrenStore", "WarrenKernel", "WarrenContract", "WarrenLinks", "WarrenAMQP",
+                "AMQP", "WarrenStore", "WarrenStorePostgres", "WarrenKernel", "WarrenContract", "WarrenLinks", "WarrenAMQP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -174,7 +186,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "Warren", "WarrenContract", "WarrenLinks", "WarrenTestSupport"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "WarrenStorePostgres", "Warren", "WarrenContract", "WarrenLinks", "WarrenTestSupport"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(
@@ -184,7 +196,7 @@ let package = Package(
         .testTarget(
             name: "WarrenStoreTests",
             dependencies: [
-                "WarrenStore",
+                "WarrenStore", "WarrenStorePostgres",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

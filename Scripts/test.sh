@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Warren on a fresh Debian machine: installs what is missing (apt), starts a
-# private RabbitMQ for the tests, runs `swift test`, and stops every broker it or the tests started.
+# private RabbitMQ and a private PostgreSQL for the tests, runs `swift test`, and stops every
+# server it or the tests started.
 #   Scripts/test.sh [swift test arguments, e.g. --filter MessagingTests]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,7 @@ fi
 # Everything of this run (the shared broker, the tests' own brokers) lives under one folder.
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/warren-tests.XXXXXX")
 cleanup() {
+  Scripts/postgres.sh stop "$run_dir/postgres" >/dev/null 2>&1 || true
   for dir in "$run_dir"/broker "$run_dir"/warren-test-brokers/*; do
     [ -f "$dir/broker.env" ] && Scripts/broker.sh stop "$dir" >/dev/null 2>&1 || true
     [ -f "$dir/cluster.env" ] && Scripts/cluster.sh stop "$dir" >/dev/null 2>&1 || true
@@ -28,6 +30,12 @@ trap cleanup EXIT INT TERM
 port=$(free_port 5673)
 Scripts/broker.sh start "$run_dir/broker" --port "$port"
 export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
+# The PostgreSQL store's tests: each in a schema of its own on this server (which, under root,
+# runs as the postgres user: it must be able to reach its folder).
+chmod 711 "$run_dir"
+mkdir -p "$run_dir/postgres"
+Scripts/postgres.sh start "$run_dir/postgres" --port "$(free_port 15432)" >/dev/null
+export WARREN_TEST_POSTGRES_URL=$(Scripts/postgres.sh url "$run_dir/postgres")
 # Tests that need a broker of their own (restarts, TLS, a three-node cluster) create it under $TMPDIR.
 # The cluster test runs 200 workflows through node failures; WARREN_CLUSTER_WORKFLOWS=2000 for more.
 export TMPDIR="$run_dir"

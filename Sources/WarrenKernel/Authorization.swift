@@ -37,7 +37,7 @@ extension Kernel {
     /// step, a timer): only task completions and timers settle those.
     public static func refuseInternal(_ id: String, tx: any StoreTransaction, now: Int64) throws {
         guard let p = try tx.promise(id: id, now: now), PromiseRules.isInternal(p) else { return }
-        let what = p.tags["warren:function"] != nil ? "the result of workflow '\(id)'" : "a step, timer or choice of workflow '\(PromiseRules.root(of: id))'"
+        let what = p.tags["warren:function"] != nil ? "the result of workflow '\(id)'" : "a step, timer or choice of workflow '\(PromiseRecord.rootID(of: id))'"
         throw StoreError(.internalPromise, "'\(id)' is \(what): only the workflow's own run settles it; "
             + "settle the promise the workflow waits on (made with ctx.promise) instead", promise: p)
     }

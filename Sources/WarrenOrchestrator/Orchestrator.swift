@@ -12,6 +12,7 @@ import WarrenAMQP
 import WarrenContract
 import WarrenKernel
 import WarrenStore
+import WarrenStorePostgres
 
 /// Why the orchestrator cannot start.
 public struct OrchestratorError: Error, CustomStringConvertible {
@@ -50,7 +51,7 @@ public final class Orchestrator: Service {
     }
 
     /// The HTTP server, if one is configured. A port in use fails the start, with a clear error.
-    private func startHTTP(store: SQLiteStore, batcher: WriteBatcher) async throws -> (any Service)? {
+    private func startHTTP(store: any PromiseStore, batcher: WriteBatcher) async throws -> (any Service)? {
         guard let port = configuration.httpPort else { return nil }
         if let problem = Self.cannotBind(host: configuration.httpHost, port: port) {
             throw OrchestratorError("the HTTP API cannot listen on \(configuration.httpHost):\(port): \(problem) "
@@ -70,9 +71,8 @@ public final class Orchestrator: Service {
     public func run() async throws {
         let config = configuration
         try config.validate()
-        let lock = try DatabaseLock(databasePath: config.databasePath)
+        let (store, lock) = try await Self.openStore(config.databasePath)
         defer { withExtendedLifetime(lock) {} }
-        let store = try SQLiteStore(path: config.databasePath)
         let consuming = try await AMQPConnection.connect(url: config.amqpURL, name: "warren-orchestrator", logger: logger)
         let publishing: AMQPConnection
         do {
@@ -93,7 +93,30 @@ public final class Orchestrator: Service {
         logger.info("orchestrator stopped")
     }
 
-    private func serve(store: SQLiteStore, consuming: AMQPConnection, publishing: AMQPConnection) async throws {
+    /// The store `--db` names: a SQLite file (one orchestrator per file: an exclusive `flock`), or
+    /// a PostgreSQL database (one writer per database: the server's advisory lock).
+    static func openStore(_ database: String) async throws -> (any PromiseStore, DatabaseLock?) {
+        guard PostgresStore.isURL(database) else {
+            let lock = try DatabaseLock(databasePath: database)
+            return (try SQLiteStore(path: database), lock)
+        }
+        let store = try await PostgresStore.open(url: database)
+        guard try await store.takeWriterLock() else {
+            await store.close()
+            throw OrchestratorError("the database \(Self.redacted(database)) is in use by another orchestrator (it holds the writer lock); "
+                + "stop it first, or give this one another --db")
+        }
+        return (store, nil)
+    }
+
+    /// A database URL without its password, for logs and errors.
+    static func redacted(_ url: String) -> String {
+        guard var c = URLComponents(string: url), c.password != nil else { return url }
+        c.password = "…"
+        return c.string ?? url
+    }
+
+    private func serve(store: any PromiseStore, consuming: AMQPConnection, publishing: AMQPConnection) async throws {
         readiness.problem("consumer", "starting")
         let config = configuration
         let channel = try await Self.declareTopology(on: try await consuming.openChannel(), connection: consuming, config: config, logger: logger)
@@ -104,13 +127,13 @@ public final class Orchestrator: Service {
         let batcher = WriteBatcher(write: { body in try await relay.write(body) })
         let http = try await startHTTP(store: store, batcher: batcher)
         logger.info("orchestrator started", metadata: [
-            "database": "\(config.databasePath)", "queue": "\(config.orchestratorQueue)",
+            "database": "\(Self.redacted(config.databasePath))", "queue": "\(config.orchestratorQueue)",
             "http": "\(config.httpPort.map { "\(config.httpHost):\($0)" } ?? "off")",
         ])
 
         let failure: (any Error)? = await withTaskGroup(of: Void.self) { outer in
             outer.addTask { await relay.run() }  // ends after finish(), once the outbox is drained
-            outer.addTask { await batcher.run() }  // ends after finish(), once its queue is applied
+            let batching = Task { await batcher.run() }  // ends after finish(), once its queue is applied
             let failure: (any Error)? = await withTaskGroup(of: Void.self) { inner in
                 defer { inner.cancelAll() }  // stop the timers and the HTTP server
                 inner.addTask { await self.fireTimers(store: store, relay: relay) }
@@ -134,7 +157,10 @@ public final class Orchestrator: Service {
                     return error
                 }
             }
+            // The HTTP API's last writes first, then the relay's last pass: a row written after
+            // that pass would wait for the next start.
             batcher.finish()
+            await batching.value
             relay.finish()
             await outer.waitForAll()
             return failure
@@ -192,7 +218,7 @@ public final class Orchestrator: Service {
     /// Consumes the queue until graceful shutdown. While the store refuses writes it stops
     /// consuming (the deliveries stay in the queue), reports not ready, and tries a small write
     /// with back-off until one succeeds; then it consumes again.
-    private func consume(channel: AMQPChannel, store: SQLiteStore, relay: OutboxRelay) async throws {
+    private func consume(channel: AMQPChannel, store: any PromiseStore, relay: OutboxRelay) async throws {
         let config = configuration
         let intake = CommandIntake(config: config, relay: relay, logger: logger)
         while true {
@@ -216,7 +242,7 @@ public final class Orchestrator: Service {
     }
 
     /// Returns once the store takes a write, trying with back-off (100 ms doubling to 5 s).
-    private func waitForStorage(_ store: SQLiteStore) async throws {
+    private func waitForStorage(_ store: any PromiseStore) async throws {
         var delay = 100
         while true {
             try await Task.sleep(for: .milliseconds(delay))
@@ -250,7 +276,7 @@ public final class Orchestrator: Service {
     }
 
     /// Fires due timers, a batch at a time, until cancelled.
-    private func fireTimers(store: SQLiteStore, relay: OutboxRelay) async {
+    private func fireTimers(store: any PromiseStore, relay: OutboxRelay) async {
         let kernel = Kernel(configuration.kernel)
         var limit = 1000
         var failing = false

@@ -30,7 +30,7 @@ import WarrenStore
 /// one at a time, each awaiting its confirm, so the one the broker refuses is known. While the
 /// outbox cannot make progress, `/ready` says so.
 final class OutboxRelay: Sendable {
-    private let store: SQLiteStore
+    private let store: any PromiseStore
     private let connection: AMQPConnection
     private let currentChannel: Mutex<AMQPChannel>
     private var channel: AMQPChannel { currentChannel.withLock { $0 } }
@@ -83,7 +83,7 @@ final class OutboxRelay: Sendable {
     /// How long publishing may fail before `/ready` reports the outbox stuck.
     static let stuckAfter: Duration = .seconds(2)
 
-    init(store: SQLiteStore, connection: AMQPConnection, channel: AMQPChannel, readiness: Readiness,
+    init(store: any PromiseStore, connection: AMQPConnection, channel: AMQPChannel, readiness: Readiness,
          config: OrchestratorConfiguration, logger: Logger) {
         self.store = store
         self.connection = connection
@@ -271,7 +271,7 @@ final class OutboxRelay: Sendable {
 
     /// The group an execute message goes to, or `nil` for any other row.
     static func group(of row: OutboxMessage) -> String? {
-        row.routingKey.hasPrefix("execute.") ? String(row.routingKey.dropFirst("execute.".count)) : nil
+        row.exchange.isEmpty ? nil : Topology.group(ofExecuteRoutingKey: row.routingKey)
     }
 
     /// Publishes one row (execute messages `mandatory`; its group's queue is declared first);
@@ -281,7 +281,7 @@ final class OutboxRelay: Sendable {
             throw Refused(reason: "the message is \(row.body.count) bytes; the limit is \(config.maximumMessageBytes) (--max-message-bytes)")
         }
         do {
-            return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: row.routingKey.hasPrefix("execute."),
+            return try channel.basicPublish(row.body, exchange: row.exchange, routingKey: row.routingKey, mandatory: Self.group(of: row) != nil,
                                             properties: Outbound.properties(of: row, userID: userID))
         } catch let e as AMQPError where e.code == .invalidArgument {
             throw Refused(reason: e.message)
@@ -315,9 +315,9 @@ final class OutboxRelay: Sendable {
                 }
                 return
             } catch let e as AMQPError where e.code == .channelClosed || e.code == .unroutable || e.code == .nacked {
-                if e.code == .unroutable, row.routingKey.hasPrefix("execute.") {
+                if e.code == .unroutable, let group = Self.group(of: row) {
                     // The queue may have been deleted since it was declared: declare it again.
-                    _ = declaredGroups.withLock { $0.remove(String(row.routingKey.dropFirst("execute.".count))) }
+                    _ = declaredGroups.withLock { $0.remove(group) }
                 }
                 if e.code == .nacked, ContinuousClock.now - firstTry < Self.nackPatience {
                     try await renewChannel()

@@ -71,10 +71,15 @@ public struct PromisePage: Sendable, Equatable {
     public var promises: [PromiseRecord]
     public var cursor: String?
 
+    public init(promises: [PromiseRecord], cursor: String?) {
+        self.promises = promises
+        self.cursor = cursor
+    }
+
     /// What a promise counts towards a page's ``StoreLimits/maximumPageBytes``: a page stops at
     /// its limit or at that many bytes, whichever comes first (with at least one promise, which
     /// the payload limit bounds), so that a reply always fits a message.
-    static func bytes(of p: PromiseRecord) -> Int { p.param.byteCount + p.value.byteCount + p.id.utf8.count + 256 }
+    public static func bytes(of p: PromiseRecord) -> Int { p.param.byteCount + p.value.byteCount + p.id.utf8.count + 256 }
 }
 
 /// The result of a create: the promise, and whether it was made now.
@@ -84,6 +89,12 @@ public struct CreateResult: Sendable, Equatable {
     public var created: Bool
     /// The task created with it, if it has a target group.
     public var task: TaskRecord?
+
+    public init(promise: PromiseRecord, created: Bool, task: TaskRecord?) {
+        self.promise = promise
+        self.created = created
+        self.task = task
+    }
 }
 
 /// The result of a settle: the promise, and what its settling set in motion.
@@ -97,6 +108,13 @@ public struct SettleResult: Sendable, Equatable {
     /// Who subscribed to the outcome (``StoreTransaction/subscribe(promiseID:address:correlation:now:)``)
     /// and must now be told; their subscriptions are gone.
     public var subscribers: [Subscriber] = []
+
+    public init(promise: PromiseRecord, settled: Bool, resumedTasks: [TaskRecord], subscribers: [Subscriber] = []) {
+        self.promise = promise
+        self.settled = settled
+        self.resumedTasks = resumedTasks
+        self.subscribers = subscribers
+    }
 }
 
 /// Someone waiting for a promise's outcome: an address (for the orchestrator, a reply queue) and

@@ -35,10 +35,6 @@ public enum PromiseRules {
         return false
     }
 
-    /// The workflow root of an id: the id up to its first `.` (itself for a root).
-    public static func root(of id: String) -> String {
-        id.firstIndex(of: ".").map { String(id[..<$0]) } ?? id
-    }
 
     /// What a create does.
     public enum CreateOutcome: Equatable, Sendable {
@@ -93,6 +89,31 @@ public enum PromiseRules {
                 return .deduplicated(existing)
             }
             return .alreadySettled(existing)
+        }
+    }
+}
+
+extension PromiseRules {
+    /// A create decided as every backend applies it: the promise to insert (`creates`), the one
+    /// found (a deduplicated create), or the refusal.
+    public static func decideCreate(_ r: CreatePromise, existing: PromiseRecord?, now: Int64) throws(StoreError) -> (promise: PromiseRecord, creates: Bool) {
+        switch create(r, existing: existing, now: now) {
+        case .created(let p): return (p, true)
+        case .deduplicated(let p): return (p, false)
+        case .alreadyExists(let p):
+            throw StoreError(.alreadyExists, "a promise with id '\(r.id)' exists (\(p.state.rawValue)) and the request's "
+                + "idempotency key does not match its create; use another id, or the same key to deduplicate", promise: p)
+        }
+    }
+
+    /// A settle decided as every backend applies it, on the promise as stored: the settled
+    /// promise to write (`settles`), the one found (a deduplicated settle), or the refusal.
+    public static func decideSettle(_ r: SettlePromise, stored: PromiseRecord, now: Int64) throws(StoreError) -> (promise: PromiseRecord, settles: Bool) {
+        switch settle(r, existing: effective(stored, now: now), now: now) {
+        case .settled(let p): return (p, true)
+        case .deduplicated(let p): return (p, false)
+        case .alreadySettled(let p):
+            throw StoreError(.alreadySettled, "the promise '\(r.id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
         }
     }
 }

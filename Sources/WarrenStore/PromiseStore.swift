@@ -23,6 +23,15 @@ public protocol PromiseStore: Sendable {
 
     /// Runs `body` on a consistent snapshot, concurrently with writes.
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreReader) throws -> T) async throws -> T
+
+    /// A small write, to see whether the storage takes writes again after a fault.
+    func probeWrite() async throws
+}
+
+extension PromiseStore {
+    public func probeWrite() async throws {
+        _ = try await write { tx in try tx.nextTimerDue() }
+    }
 }
 
 /// What can be read from the store.

@@ -36,7 +36,7 @@ public struct StoreLimits: Sendable, Equatable {
         }
     }
 
-    func validateID(_ id: String, _ what: String = "promise id") throws(StoreError) {
+    public func validateID(_ id: String, _ what: String = "promise id") throws(StoreError) {
         if id.isEmpty { throw StoreError(.invalidID, "the \(what) is empty") }
         if id.utf8.count > maximumIDLength {
             throw StoreError(.invalidID, "the \(what) is \(id.utf8.count) bytes long; the limit is \(maximumIDLength)")
@@ -50,7 +50,7 @@ public struct StoreLimits: Sendable, Equatable {
         }
     }
 
-    func validateGroup(_ group: String) throws(StoreError) {
+    public func validateGroup(_ group: String) throws(StoreError) {
         try validateID(group, "task group")
         if group.utf8.count > maximumGroupLength {
             throw StoreError(.invalidID, "the task group is \(group.utf8.count) bytes long; the limit is \(maximumGroupLength)")
@@ -58,7 +58,7 @@ public struct StoreLimits: Sendable, Equatable {
     }
 
     /// Everything a create can be refused for before the store is read.
-    func validateCreate(_ r: CreatePromise) throws(StoreError) {
+    public func validateCreate(_ r: CreatePromise) throws(StoreError) {
         try validateID(r.id)
         try validateKey(r.idempotencyKey, "idempotency key")
         try validatePayload(r.param, "param")
@@ -67,13 +67,13 @@ public struct StoreLimits: Sendable, Equatable {
     }
 
     /// Everything a settle can be refused for before the store is read.
-    func validateSettle(_ r: SettlePromise) throws(StoreError) {
+    public func validateSettle(_ r: SettlePromise) throws(StoreError) {
         try validateID(r.id)
         try validateKey(r.idempotencyKey, "idempotency key")
         try validatePayload(r.value, "value")
     }
 
-    func validateSearch(_ s: PromiseSearch) throws(StoreError) {
+    public func validateSearch(_ s: PromiseSearch) throws(StoreError) {
         guard (1...PromiseSearch.maximumLimit).contains(s.limit) else {
             throw StoreError(.invalidArgument, "the search limit \(s.limit) must be from 1 to \(PromiseSearch.maximumLimit)")
         }
@@ -94,7 +94,7 @@ public struct StoreLimits: Sendable, Equatable {
         }
     }
 
-    func validateKey(_ key: String?, _ what: String) throws(StoreError) {
+    public func validateKey(_ key: String?, _ what: String) throws(StoreError) {
         guard let key else { return }
         if key.isEmpty { throw StoreError(.invalidID, "the \(what) is empty; omit it instead") }
         if key.utf8.count > maximumKeyLength {
@@ -102,14 +102,14 @@ public struct StoreLimits: Sendable, Equatable {
         }
     }
 
-    func validatePayload(_ value: PromiseValue, _ what: String) throws(StoreError) {
+    public func validatePayload(_ value: PromiseValue, _ what: String) throws(StoreError) {
         if value.byteCount > maximumPayloadBytes {
             throw StoreError(.payloadTooLarge, "the \(what) is \(value.byteCount) bytes; the limit is \(maximumPayloadBytes) "
                 + "(store large data elsewhere and pass a reference)")
         }
     }
 
-    func validateTags(_ tags: [String: String]) throws(StoreError) {
+    public func validateTags(_ tags: [String: String]) throws(StoreError) {
         if tags.count > maximumTags {
             throw StoreError(.invalidArgument, "a promise has \(tags.count) tags; the limit is \(maximumTags)")
         }

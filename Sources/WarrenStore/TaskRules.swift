@@ -123,6 +123,35 @@ public enum TaskRules {
         return unique
     }
 
+    /// Whether a suspension on `awaiting` resumes at once: one of them is settled already (a
+    /// resolve that raced the suspension), or is a step recorded with the same report. Refused
+    /// when one does not exist.
+    public static func resumesAtOnce(_ taskID: String, awaiting: [String], steps: [StepOutcome],
+                                     promise: (String) throws -> PromiseRecord?) throws -> Bool {
+        var settledAlready = false
+        for id in awaiting {
+            if let p = try promise(id) {
+                settledAlready = settledAlready || p.state.isSettled
+            } else if steps.contains(where: { $0.id == id }) {
+                settledAlready = true
+            } else {
+                throw StoreError(.notFound, "task '\(taskID)' awaits promise '\(id)', which does not exist")
+            }
+        }
+        return settledAlready
+    }
+
+    /// Checks a completion before anything is written: it settles the task's own promise, its
+    /// steps are valid, and so is everything a settle could refuse.
+    public static func validateCompletion(_ settle: SettlePromise, steps: [StepOutcome], of taskID: String, limits: StoreLimits) throws(StoreError) {
+        guard settle.id == taskID else {
+            throw StoreError(.invalidArgument, "task '\(taskID)' completes its own promise, not '\(settle.id)'")
+        }
+        try validate(steps, of: taskID, limits: limits)
+        try limits.validateKey(settle.idempotencyKey, "idempotency key")
+        try limits.validatePayload(settle.value, "value")
+    }
+
     /// Checks the steps a report records, before anything is written: each below the task,
     /// resolved or rejected, within the limits.
     public static func validate(_ steps: [StepOutcome], of taskID: String, limits: StoreLimits) throws(StoreError) {

@@ -212,11 +212,12 @@ struct Serve: AsyncParsableCommand {
             Every option also reads an environment variable. Examples:
               warren serve
               WARREN_AMQP_URL=amqp://user:pass@rabbit:5672/%2f warren serve --db /var/lib/warren/warren.db
+              warren serve --db postgres://warren@db.internal:5432/warren
             """)
 
     @OptionGroup var options: OrchestratorOptions
 
-    @Option(name: .customLong("db"), help: "The SQLite file holding every promise (WARREN_DB).")
+    @Option(name: .customLong("db"), help: "Where every promise is kept: a SQLite file, or postgres://user[:password]@host[:port]/database[?schema=NAME] (WARREN_DB).")
     var database = ProcessInfo.processInfo.environment["WARREN_DB"] ?? "warren.db"
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (LOG_LEVEL).")

@@ -119,10 +119,10 @@ struct Record: Decodable, Equatable {
 /// An orchestrator, a worker process (WarrenTestWorker) and a client of group `clientGroup`, on
 /// `broker` (the shared one by default): runs `body`, prints both logs if it throws, and stops
 /// everything.
-func withWorkflows(broker: String? = nil, clientGroup: String = "gateway", orchestratorArguments: [String] = [],
+func withWorkflows(broker: String? = nil, database: String? = nil, clientGroup: String = "gateway", orchestratorArguments: [String] = [],
                    workerEnvironment: [String: String] = [:],
                    _ body: (OrchestratorProcess, WorkerProcess, Warren) async throws -> Void) async throws {
-    let orchestrator = OrchestratorProcess(url: try broker ?? brokerURL())
+    let orchestrator = OrchestratorProcess(url: try broker ?? brokerURL(), database: database)
     let worker = WorkerProcess(prefix: orchestrator.prefix, n: 1)
     defer { orchestrator.remove(); worker.remove() }
     try await orchestrator.start(orchestratorArguments)

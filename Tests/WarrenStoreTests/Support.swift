@@ -1,11 +1,15 @@
 import Foundation
 import Testing
 @testable import WarrenStore
+import WarrenStorePostgres
 
 /// The backends the same tests run against: the embedded SQLite store, and the in-memory one
 /// the kernel's tests use (they must answer alike).
+/// The backends the same tests run against: the embedded SQLite store, the PostgreSQL one (on
+/// the private server Scripts/test.sh starts: `WARREN_TEST_POSTGRES_URL`), and the in-memory one
+/// the kernel's tests use. They must answer alike.
 enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite, memory
+    case sqlite, postgres, memory
     var testDescription: String { rawValue }
 }
 
@@ -15,6 +19,7 @@ protocol TestStore: PromiseStore {
 }
 extension SQLiteStore: TestStore {}
 extension MemoryStore: TestStore {}
+extension PostgresStore: TestStore {}
 
 /// A store of its own for one test: a new SQLite file (removed when the test ends) or memory.
 struct TempStore {
@@ -30,10 +35,21 @@ struct TempStore {
         switch backend {
         case .sqlite: store = try SQLiteStore(path: path, limits: limits)
         case .memory: store = MemoryStore(limits: limits)
+        case .postgres:
+            guard let url = ProcessInfo.processInfo.environment["WARREN_TEST_POSTGRES_URL"] else {
+                throw StoreError(.invalidArgument, "WARREN_TEST_POSTGRES_URL is not set: Scripts/test.sh starts a private PostgreSQL "
+                    + "(Scripts/postgres.sh start DIR) and sets it")
+            }
+            // A schema of its own: the tests share one server and run in parallel.
+            store = try PostgresStore(url: url + "?schema=t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), limits: limits)
         }
     }
 
     func remove() {
+        if let postgres = store as? PostgresStore {
+            try? postgres.dropSchema()
+            postgres.closeSync()
+        }
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 }

@@ -209,3 +209,11 @@ extension BasicProperties {
         if has(AMQP_BASIC_CLUSTER_ID_FLAG) { clusterID = c.cluster_id.string }
     }
 }
+
+extension timeval {
+    /// A duration as the `timeval` rabbitmq-c's waits take.
+    init(_ d: Duration) {
+        let c = d.components
+        self.init(tv_sec: Int(c.seconds), tv_usec: Int(c.attoseconds / 1_000_000_000_000))
+    }
+}

@@ -493,10 +493,3 @@ final class ConnectionLoop: @unchecked Sendable {
         logger.debug("connection closed")
     }
 }
-
-extension timeval {
-    init(_ d: Duration) {
-        let c = d.components
-        self.init(tv_sec: Int(c.seconds), tv_usec: Int(c.attoseconds / 1_000_000_000_000))
-    }
-}

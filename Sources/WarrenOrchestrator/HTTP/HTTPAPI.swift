@@ -40,7 +40,7 @@ struct HTTPProblem: Error {
 /// ``WriteBatcher`` (one transaction for all the requests waiting), reads through read snapshots
 /// that run beside the writer.
 struct HTTPAPI: Sendable {
-    let store: SQLiteStore
+    let store: any PromiseStore
     let batcher: WriteBatcher
     let config: OrchestratorConfiguration
     let readiness: Readiness
@@ -352,7 +352,7 @@ struct HTTPAPI: Sendable {
     /// A workflow's id space is its own: what lies below a workflow (`<root>.<n>`) comes from its
     /// code, never from the public API (it would be read as one of its steps or children).
     static func refuseInsideWorkflow(_ id: String, tx: any StoreTransaction, now: Int64) throws {
-        let root = PromiseRules.root(of: id)
+        let root = PromiseRecord.rootID(of: id)
         guard root != id, let owner = try tx.promise(id: root, now: now), owner.tags["warren:function"] != nil else { return }
         throw StoreError(.internalPromise, "'\(id)' is inside workflow '\(root)', whose promises only its own code creates; use an id outside it")
     }

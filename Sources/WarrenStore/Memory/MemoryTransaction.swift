@@ -84,23 +84,13 @@ final class MemoryTransaction: StoreTransaction {
 
     func createPromise(_ r: CreatePromise, now: Int64) throws -> CreateResult {
         try limits.validateCreate(r)
-        switch PromiseRules.create(r, existing: try promise(id: r.id, now: now), now: now) {
-        case .deduplicated(let p):
-            return CreateResult(promise: p, created: false, task: state.tasks[p.id]?.task)
-        case .alreadyExists(let p):
-            throw StoreError(.alreadyExists, "a promise with id '\(r.id)' exists (\(p.state.rawValue)) and the request's "
-                + "idempotency key does not match its create; use another id, or the same key to deduplicate", promise: p)
-        case .created(let p):
-            state.promises[p.id] = p
-            if p.timeout < Int64.max { addTimer(due: p.timeout, id: p.id, kind: .promiseTimeout) }
-            var task: TaskRecord? = nil
-            if let group = r.taskGroup {
-                let t = TaskRecord(id: p.id, group: group, state: .pending, version: 1, worker: nil, updatedOn: now)
-                state.tasks[t.id] = MemoryState.TaskRow(task: t)
-                task = t
-            }
-            return CreateResult(promise: p, created: true, task: task)
-        }
+        let (p, creates) = try PromiseRules.decideCreate(r, existing: try promise(id: r.id, now: now), now: now)
+        guard creates else { return CreateResult(promise: p, created: false, task: state.tasks[p.id]?.task) }
+        state.promises[p.id] = p
+        if p.timeout < Int64.max { addTimer(due: p.timeout, id: p.id, kind: .promiseTimeout) }
+        let task = r.taskGroup.map { TaskRecord(id: p.id, group: $0, state: .pending, version: 1, worker: nil, updatedOn: now) }
+        if let task { state.tasks[task.id] = MemoryState.TaskRow(task: task) }
+        return CreateResult(promise: p, created: true, task: task)
     }
 
     func settlePromise(_ r: SettlePromise, now: Int64) throws -> SettleResult {
@@ -112,15 +102,10 @@ final class MemoryTransaction: StoreTransaction {
     }
 
     private func settle(_ r: SettlePromise, stored: PromiseRecord, now: Int64) throws -> SettleResult {
-        switch PromiseRules.settle(r, existing: PromiseRules.effective(stored, now: now), now: now) {
-        case .deduplicated(let p):
-            return SettleResult(promise: p, settled: false, resumedTasks: [])
-        case .alreadySettled(let p):
-            throw StoreError(.alreadySettled, "the promise '\(r.id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
-        case .settled(let p):
-            let (resumed, subscribers) = recordSettlement(p, wasPending: stored, now: now)
-            return SettleResult(promise: p, settled: true, resumedTasks: resumed, subscribers: subscribers)
-        }
+        let (p, settles) = try PromiseRules.decideSettle(r, stored: stored, now: now)
+        guard settles else { return SettleResult(promise: p, settled: false, resumedTasks: []) }
+        let (resumed, subscribers) = recordSettlement(p, wasPending: stored, now: now)
+        return SettleResult(promise: p, settled: true, resumedTasks: resumed, subscribers: subscribers)
     }
 
     func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord {
@@ -206,16 +191,7 @@ final class MemoryTransaction: StoreTransaction {
         let t = try heldTask(id, version: version, worker: worker)
         let unique = try TaskRules.awaitList(awaiting, limits: limits)
         try TaskRules.validate(steps, of: id, limits: limits)
-        var settledAlready = false
-        for promiseID in unique {
-            if let p = try promise(id: promiseID, now: now) {
-                settledAlready = settledAlready || p.state.isSettled
-            } else if steps.contains(where: { $0.id == promiseID }) {
-                settledAlready = true
-            } else {
-                throw StoreError(.notFound, "task '\(id)' awaits promise '\(promiseID)', which does not exist")
-            }
-        }
+        let settledAlready = try TaskRules.resumesAtOnce(id, awaiting: unique, steps: steps) { try promise(id: $0, now: now) }
         record(steps, now: now)
         if settledAlready { return .resumed(handOut(t, now: now)) }
         for promiseID in unique { state.awaits[promiseID, default: []].insert(id) }
@@ -226,16 +202,9 @@ final class MemoryTransaction: StoreTransaction {
 
     func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome], now: Int64) throws -> SettleResult {
         _ = try heldTask(id, version: version, worker: worker)
-        guard settle.id == id else {
-            throw StoreError(.invalidArgument, "task '\(id)' completes its own promise, not '\(settle.id)'")
-        }
-        try TaskRules.validate(steps, of: id, limits: limits)
-        try limits.validateKey(settle.idempotencyKey, "idempotency key")
-        try limits.validatePayload(settle.value, "value")
+        try TaskRules.validateCompletion(settle, steps: steps, of: id, limits: limits)
         guard let stored = state.promises[id] else { throw StoreError(.notFound, "no promise for task '\(id)'") }
-        if case .alreadySettled(let p) = PromiseRules.settle(settle, existing: PromiseRules.effective(stored, now: now), now: now) {
-            throw StoreError(.alreadySettled, "the promise '\(id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
-        }
+        _ = try PromiseRules.decideSettle(settle, stored: stored, now: now)
         record(steps, now: now)
         return try self.settle(settle, stored: stored, now: now)
     }

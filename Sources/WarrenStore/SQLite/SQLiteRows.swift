@@ -39,47 +39,10 @@ extension SQLiteTransaction {
                           retry: retryStep.map { TaskRetry(step: $0, failures: row[7]) })
     }
 
-    static func encodeMap(_ map: [String: String]) -> String? {
-        map.isEmpty ? nil : JSONValue.object(map)
-    }
-
-    static func decodeMap(_ text: String?) -> [String: String] {
-        guard let text, case .object(let o)? = try? JSONValue.parse(text) else { return [:] }
-        return o.compactMapValues(\.stringValue)
-    }
-
-    static func encodeList(_ list: [String]) -> String? {
-        JSONValue.array(list.map { .string($0) }).jsonText
-    }
-
-    static func decodeList(_ text: String?) -> [String] {
-        guard let text, case .array(let a)? = try? JSONValue.parse(text) else { return [] }
-        return a.compactMap(\.stringValue)
-    }
-}
-
-extension PromiseState {
-    /// The compact code stored in SQLite.
-    var code: Int {
-        switch self {
-        case .pending: 0
-        case .resolved: 1
-        case .rejected: 2
-        case .rejectedCanceled: 3
-        case .rejectedTimedout: 4
-        }
-    }
-
-    init?(code: Int) {
-        switch code {
-        case 0: self = .pending
-        case 1: self = .resolved
-        case 2: self = .rejected
-        case 3: self = .rejectedCanceled
-        case 4: self = .rejectedTimedout
-        default: return nil
-        }
-    }
+    static func encodeMap(_ map: [String: String]) -> String? { ColumnCoding.encodeMap(map) }
+    static func decodeMap(_ text: String?) -> [String: String] { ColumnCoding.decodeMap(text) }
+    static func encodeList(_ list: [String]) -> String? { ColumnCoding.encodeList(list) }
+    static func decodeList(_ text: String?) -> [String] { ColumnCoding.decodeList(text) }
 }
 
 /// The outbox messages one transaction wrote. Used on the transaction's own thread only.

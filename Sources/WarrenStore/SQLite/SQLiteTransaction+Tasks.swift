@@ -72,16 +72,7 @@ extension SQLiteTransaction {
         let t = try heldTask(id, version: version, worker: worker)
         let unique = try TaskRules.awaitList(awaiting, limits: limits)
         try TaskRules.validate(steps, of: id, limits: limits)
-        var settledAlready = false
-        for promiseID in unique {
-            if let p = try promise(id: promiseID, now: now) {
-                settledAlready = settledAlready || p.state.isSettled
-            } else if steps.contains(where: { $0.id == promiseID }) {
-                settledAlready = true  // a step recorded with this report
-            } else {
-                throw StoreError(.notFound, "task '\(id)' awaits promise '\(promiseID)', which does not exist")
-            }
-        }
+        let settledAlready = try TaskRules.resumesAtOnce(id, awaiting: unique, steps: steps) { try promise(id: $0, now: now) }
         try record(steps, now: now)
         // The resolve that came first: an awaited promise already settled resumes the task now.
         if settledAlready { return .resumed(try handOut(t, now: now)) }
@@ -94,17 +85,9 @@ extension SQLiteTransaction {
 
     func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome], now: Int64) throws -> SettleResult {
         _ = try heldTask(id, version: version, worker: worker)
-        guard settle.id == id else {
-            throw StoreError(.invalidArgument, "task '\(id)' completes its own promise, not '\(settle.id)'")
-        }
-        try TaskRules.validate(steps, of: id, limits: limits)
-        // Everything settlePromise can refuse, checked before the steps are written.
-        try limits.validateKey(settle.idempotencyKey, "idempotency key")
-        try limits.validatePayload(settle.value, "value")
+        try TaskRules.validateCompletion(settle, steps: steps, of: id, limits: limits)
         guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
-        if case .alreadySettled(let p) = PromiseRules.settle(settle, existing: PromiseRules.effective(stored, now: now), now: now) {
-            throw StoreError(.alreadySettled, "the promise '\(id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
-        }
+        _ = try PromiseRules.decideSettle(settle, stored: stored, now: now)
         try record(steps, now: now)
         return try self.settle(settle, stored: stored, now: now)
     }

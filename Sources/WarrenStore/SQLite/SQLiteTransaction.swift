@@ -107,26 +107,13 @@ struct SQLiteTransaction: StoreTransaction {
     func createPromise(_ r: CreatePromise, now: Int64) throws -> CreateResult {
         try limits.validateCreate(r)
         let existing = try storedPromise(id: r.id).map { PromiseRules.effective($0, now: now) }
-        switch PromiseRules.create(r, existing: existing, now: now) {
-        case .deduplicated(let p):
-            return CreateResult(promise: p, created: false, task: try task(id: p.id))
-        case .alreadyExists(let p):
-            throw StoreError(.alreadyExists, "a promise with id '\(r.id)' exists (\(p.state.rawValue)) and the request's "
-                + "idempotency key does not match its create; use another id, or the same key to deduplicate", promise: p)
-        case .created(let p):
-            try insert(p)
-            if p.timeout < Int64.max {
-                try db.cachedStatement(sql: "INSERT OR IGNORE INTO timers (due, id, kind) VALUES (?, ?, 0)")
-                    .execute(arguments: [p.timeout, p.id])
-            }
-            var task: TaskRecord? = nil
-            if let group = r.taskGroup {
-                let t = TaskRecord(id: p.id, group: group, state: .pending, version: 1, worker: nil, updatedOn: now)
-                try insertTask(t)
-                task = t
-            }
-            return CreateResult(promise: p, created: true, task: task)
-        }
+        let (p, creates) = try PromiseRules.decideCreate(r, existing: existing, now: now)
+        guard creates else { return CreateResult(promise: p, created: false, task: try task(id: p.id)) }
+        try insert(p)
+        if p.timeout < Int64.max { try addTimer(due: p.timeout, id: p.id, kind: .promiseTimeout) }
+        let task = r.taskGroup.map { TaskRecord(id: p.id, group: $0, state: .pending, version: 1, worker: nil, updatedOn: now) }
+        if let task { try insertTask(task) }
+        return CreateResult(promise: p, created: true, task: task)
     }
 
     func settlePromise(_ r: SettlePromise, now: Int64) throws -> SettleResult {
@@ -139,16 +126,10 @@ struct SQLiteTransaction: StoreTransaction {
 
     /// Settles `stored` (read in this transaction) as `r` asks.
     func settle(_ r: SettlePromise, stored: PromiseRecord, now: Int64) throws -> SettleResult {
-        let existing = PromiseRules.effective(stored, now: now)
-        switch PromiseRules.settle(r, existing: existing, now: now) {
-        case .deduplicated(let p):
-            return SettleResult(promise: p, settled: false, resumedTasks: [])
-        case .alreadySettled(let p):
-            throw StoreError(.alreadySettled, "the promise '\(r.id)' is already \(p.state.rawValue); the first outcome wins", promise: p)
-        case .settled(let p):
-            let (resumed, subscribers) = try recordSettlement(p, wasPending: stored, now: now)
-            return SettleResult(promise: p, settled: true, resumedTasks: resumed, subscribers: subscribers)
-        }
+        let (p, settles) = try PromiseRules.decideSettle(r, stored: stored, now: now)
+        guard settles else { return SettleResult(promise: p, settled: false, resumedTasks: []) }
+        let (resumed, subscribers) = try recordSettlement(p, wasPending: stored, now: now)
+        return SettleResult(promise: p, settled: true, resumedTasks: resumed, subscribers: subscribers)
     }
 
     func subscribe(promiseID: String, address: String, correlation: String, now: Int64) throws -> PromiseRecord {
