@@ -71,7 +71,8 @@ public final class Orchestrator: Service {
     public func run() async throws {
         let config = configuration
         try config.validate()
-        let (store, lock) = try await Self.openStore(config.databasePath)
+        // A standby waits here until shutdown cancels it, consuming nothing.
+        let (store, lock) = try await cancelWhenGracefulShutdown { try await self.openStore(config.databasePath, standby: config.standby) }
         defer { withExtendedLifetime(lock) {} }
         let consuming = try await AMQPConnection.connect(url: config.amqpURL, name: "warren-orchestrator", logger: logger)
         let publishing: AMQPConnection
@@ -95,16 +96,41 @@ public final class Orchestrator: Service {
 
     /// The store `--db` names: a SQLite file (one orchestrator per file: an exclusive `flock`), or
     /// a PostgreSQL database (one writer per database: the server's advisory lock).
-    static func openStore(_ database: String) async throws -> (any PromiseStore, DatabaseLock?) {
+    ///
+    /// With `standby` (PostgreSQL only), an orchestrator that finds another holding the writer
+    /// lock waits for it instead of exiting, and takes over within about a second of the other's
+    /// session ending: at once when it dies (its connection closes), after
+    /// ``PostgresStore/writerLease`` when it stops without closing it. Until then it consumes
+    /// nothing and writes nothing.
+    func openStore(_ database: String, standby: Bool) async throws -> (any PromiseStore, DatabaseLock?) {
         guard PostgresStore.isURL(database) else {
+            if standby { throw OrchestratorError("--standby needs a PostgreSQL database (--db postgres://…): a SQLite file has one orchestrator") }
             let lock = try DatabaseLock(databasePath: database)
             return (try SQLiteStore(path: database), lock)
         }
         let store = try await PostgresStore.open(url: database)
-        guard try await store.takeWriterLock() else {
-            await store.close()
-            throw OrchestratorError("the database \(Self.redacted(database)) is in use by another orchestrator (it holds the writer lock); "
-                + "stop it first, or give this one another --db")
+        var waiting = false
+        while try await !store.takeWriterLock() {
+            guard standby else {
+                await store.close()
+                throw OrchestratorError("the database \(Self.redacted(database)) is in use by another orchestrator (it holds the writer lock); "
+                    + "stop it first, give this one another --db, or start it with --standby to take over when the other stops")
+            }
+            if !waiting {
+                readiness.problem("standby", "another orchestrator holds the database's writer lock; this one takes over when it stops")
+                logger.notice("standby: another orchestrator holds the database's writer lock; waiting to take over")
+                waiting = true
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(500))
+            } catch {
+                await store.close()
+                throw error
+            }
+        }
+        if waiting {
+            readiness.problem("standby", nil)
+            logger.notice("standby: took the writer lock; this orchestrator is now the active one")
         }
         return (store, nil)
     }

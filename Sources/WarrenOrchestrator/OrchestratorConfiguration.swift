@@ -65,6 +65,9 @@ public struct OrchestratorConfiguration: Sendable {
     /// must carry the broker-validated `user_id` property (Warren's SDK always sets it), and a
     /// report for a group with no entry is refused.
     public var groupUsers: [String: Set<String>]? = nil
+    /// With a PostgreSQL database: wait for the active orchestrator's writer lock and take over
+    /// when it stops, instead of refusing to start (`--standby`).
+    public var standby = false
     /// The keys whose approval links (`/approve/…`) the HTTP API accepts; none accepts no link.
     /// Several at once, for rotation: workers sign with the newest, links signed with the older
     /// ones work until they expire or their key is removed.

@@ -34,6 +34,13 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     /// Whether writes need the database's writer lock (``takeWriterLock()``): held by the writer
     /// connection's session, so it is the server that says who writes.
     private var exclusive = false
+    /// Whether the loss of the writer lock was logged (once per loss).
+    private var lossLogged = false
+    /// How long the writer's session may be idle (or idle in a transaction) before the server
+    /// ends it, dropping the writer lock: the lease of an orchestrator that stopped (`SIGSTOP`, a
+    /// frozen VM, a lost network) without its connection closing. The orchestrator writes at
+    /// least every 250 ms (its timer loop), so a live one never comes near it.
+    public static let writerLease: Duration = .seconds(5)
     private let readQueue = DispatchQueue(label: "warren.postgres.reader")
 
     /// Connects, and migrates the database (creating Warren's tables the first time).
@@ -148,11 +155,20 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
         if writer == nil || writer!.isClosed {
             let fresh = try connect()
             if exclusive {
+                try Self.setLease(PostgresTransaction(connection: fresh, limits: limits, logger: logger))
                 // A new session holds nothing: the lock is taken again, or no write happens (another
                 // orchestrator took over while this one's session was gone).
                 guard try Self.tryLock(PostgresTransaction(connection: fresh, limits: limits, logger: logger)) else {
                     _ = try? fresh.close().wait()
+                    if !lossLogged {
+                        logger.error("lost the writer lock: this orchestrator's session ended and another orchestrator holds the lock now; this one writes nothing (it takes the lock again only if the other stops)")
+                        lossLogged = true
+                    }
                     throw StoreError(.storageUnavailable, "another orchestrator holds this database's writer lock; this one writes nothing")
+                }
+                if lossLogged {
+                    logger.notice("took the writer lock again; writing")
+                    lossLogged = false
                 }
             }
             writer = fresh
@@ -164,6 +180,12 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     /// tables: one per schema (advisory locks are the database's, so the schema's name is half
     /// of the key).
     static let writerLockKey: Int32 = 73_610_002
+
+    private static func setLease(_ tx: PostgresTransaction) throws {
+        let ms = writerLease.components.seconds * 1000
+        try tx.execute("SET idle_session_timeout = \(ms)")
+        try tx.execute("SET idle_in_transaction_session_timeout = \(ms)")
+    }
 
     private static func tryLock(_ tx: PostgresTransaction) throws -> Bool {
         let row = try tx.execute("SELECT pg_try_advisory_lock(\(writerLockKey), hashtext(current_schema()))").first
@@ -178,8 +200,12 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     /// took over.
     public func takeWriterLock() async throws -> Bool {
         try await onQueue(writeQueue) {
-            let taken = try Self.tryLock(try self.writerTransaction())
-            if taken { self.exclusive = true }
+            let tx = try self.writerTransaction()
+            let taken = try Self.tryLock(tx)
+            if taken {
+                try Self.setLease(tx)
+                self.exclusive = true
+            }
             return taken
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
 import WarrenStore
@@ -39,12 +40,27 @@ final class PostgresTransaction: StoreTransaction {
             case .text(nil), .int(nil): bindings.appendNull()
             }
         }
-        do {
-            return try connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).wait().rows
-        } catch {
-            throw Self.storeError(error)
+        // Waited for with a deadline: a server that stopped answering (a partition, a stopped
+        // process on either side) must not hold the writer's thread for ever. The connection is
+        // closed then, and the next transaction opens a new one.
+        let answered = DispatchSemaphore(value: 0)
+        let outcome = NIOLockedValueBox<Result<PostgresQueryResult, any Error>?>(nil)
+        connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).whenComplete { result in
+            outcome.withLockedValue { $0 = result }
+            answered.signal()
+        }
+        guard answered.wait(timeout: .now() + Self.statementDeadline) == .success else {
+            let _: EventLoopFuture<Void> = connection.close()
+            throw StoreError(.storageUnavailable, "PostgreSQL did not answer within \(Self.statementDeadline) s; the connection is closed")
+        }
+        switch outcome.withLockedValue({ $0 })! {
+        case .success(let result): return result.rows
+        case .failure(let error): throw Self.storeError(error)
         }
     }
+
+    /// How long one statement may take before the connection is given up.
+    static let statementDeadline: Double = 30
 
     /// A storage fault (the server gone, a full disk, a read-only standby, a conflict to retry)
     /// or a statement refused for what it holds.

@@ -94,6 +94,9 @@ struct OrchestratorOptions: ParsableArguments {
     @Flag(help: "Serve the HTTP API without tokens beyond loopback (only behind a proxy that authenticates).")
     var insecure = false
 
+    @Flag(help: "With a PostgreSQL database: if another orchestrator is active on it, wait and take over when it stops (WARREN_STANDBY=1).")
+    var standby = ProcessInfo.processInfo.environment["WARREN_STANDBY"] == "1"
+
     @Flag(name: .customLong("private-ready"), help: "GET /ready needs a token too.")
     var privateReady = false
 
@@ -181,6 +184,7 @@ struct OrchestratorOptions: ParsableArguments {
         }
         do {
             config.groupUsers = try groupUsers.map(OrchestratorConfiguration.parseGroupUsers)
+            config.standby = standby
         } catch let e as OrchestratorError {
             throw CLIError(e.description, code: 64)
         }

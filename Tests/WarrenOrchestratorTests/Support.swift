@@ -28,22 +28,32 @@ final class OrchestratorProcess: @unchecked Sendable {
     var httpURL: String { "http://127.0.0.1:\(httpPort)" }
     private(set) var pid: pid_t = 0
 
-    init(url: String, database: String? = nil, prefix: String? = nil) {
+    init(url: String, database: String? = nil, prefix: String? = nil, name: String = "") {
         self.url = url
         self.prefix = prefix ?? Self.newPrefix()
         let dir = NSTemporaryDirectory() + "warren-orchestrator-tests"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.database = database ?? dir + "/\(self.prefix).db"
-        log = dir + "/\(self.prefix).log"
+        log = dir + "/\(self.prefix)\(name).log"
     }
 
     /// Starts the process and waits until it consumes its queue and its HTTP API answers.
     func start(_ extraArguments: [String] = []) async throws {
+        try launch(extraArguments)
+        try await waitUntilServing()
+    }
+
+    /// Starts the process without waiting for it (a standby waits for the active orchestrator).
+    func launch(_ extraArguments: [String] = []) throws {
         pid = try spawn(productsDirectory + "/warren", ["serve", "--amqp-url", url, "--db", database, "--prefix", prefix,
                                                         "--http-port", "\(httpPort)", "--log-level", "debug"] + extraArguments, log: log)
+    }
+
+    /// Waits until it consumes its queue and its HTTP API answers.
+    func waitUntilServing(within limit: Duration = .seconds(30)) async throws {
         let connection = try await AMQPConnection.connect(url: url, name: "test-waits-for-orchestrator")
         defer { Task { await connection.close() } }
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             // A passive declare of a missing queue closes its channel: a new one each time.
             let channel = try await connection.openChannel()
@@ -52,7 +62,7 @@ final class OrchestratorProcess: @unchecked Sendable {
             if consumers > 0, (try? await http("GET", httpURL + "/health"))?.status == 200 { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TestFailure("the orchestrator did not start within 30 s; its log:\n\(logText)")
+        throw TestFailure("the orchestrator did not start within \(limit); its log:\n\(logText)")
     }
 
     func kill(_ signal: Int32) async -> Int32 {
