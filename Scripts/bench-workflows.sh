@@ -5,24 +5,28 @@
 # event), and the idle latency from resolving a promise a workflow waits on to the workflow's
 # result.
 #   Scripts/bench-workflows.sh [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster]
+#                              [--db sqlite|postgres|both]
 # --queue-type both runs classic, then quorum queues, on the same broker in the same run and prints
 # their ratio; --cluster runs on a three-node cluster (Scripts/cluster.sh), every process given all
-# three nodes.
+# three nodes; --db postgres keeps the promises on a private PostgreSQL (Scripts/postgres.sh) instead
+# of SQLite, --db both runs both in the same run and prints their ratio.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
-workflows=2000; samples=200; types=classic; cluster=false
-usage() { echo "usage: $0 [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster]" >&2; exit 64; }
+workflows=2000; samples=200; types=classic; cluster=false; dbs=sqlite
+usage() { echo "usage: $0 [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster] [--db sqlite|postgres|both]" >&2; exit 64; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --workflows) workflows=$2; shift 2 ;;
     --samples) samples=$2; shift 2 ;;
     --queue-type) types=$2; shift 2 ;;
     --cluster) cluster=true; shift ;;
+    --db) dbs=$2; shift 2 ;;
     *) usage ;;
   esac
 done
 case "$types" in classic|quorum) ;; both) types="classic quorum" ;; *) usage ;; esac
+case "$dbs" in sqlite|postgres) ;; both) dbs="sqlite postgres" ;; *) usage ;; esac
 Scripts/install-deps.sh
 if $cluster; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/warren-wf-bench.XXXXXX")
@@ -37,21 +41,31 @@ else
   bench_environment wf-bench 5697
   broker_pids=$(cat "$work/broker/broker.pid")
 fi
+if [[ " $dbs " == *" postgres "* ]]; then
+  Scripts/install-deps.sh --postgres
+  mkdir -p "$work/postgres"; chmod 711 "$work"
+  Scripts/postgres.sh start "$work/postgres" --port "$(free_port 15532)" >/dev/null
+  pg_url=$(Scripts/postgres.sh url "$work/postgres")
+  trap 'Scripts/postgres.sh stop "$work/postgres" >/dev/null 2>&1 || true; '"$(trap -p EXIT | sed "s/^trap -- '//; s/' EXIT$//")" EXIT
+fi
 swift build -c release --product warren >/dev/null
 swift build -c release --product WorkflowBenchmark >/dev/null
 bin=$(swift build -c release --show-bin-path)
 echo "workflow benchmark: three-step workflows started with rpc, each awaited through its subscription"
 echo "(on $($cluster && echo "a three-node cluster" || echo "one broker"); cpu_*: microseconds of CPU per workflow, by process, over the throughput run alone)"
 declare -A at256
+declare -A db256
+for db in $dbs; do
 for type in $types; do
-  export WARREN_PREFIX="wb-$type" WARREN_QUEUE_TYPE="$type"
-  background "$bin/warren" serve --amqp-url "$url" --db "$work/warren-$type.db" --log-level warning --http-port "$(free_port 18300)" 2>"$work/warren-$type.log"
+  export WARREN_PREFIX="wb-$type-$db" WARREN_QUEUE_TYPE="$type"
+  if [ "$db" = postgres ]; then database="$pg_url?schema=wb_$type"; else database="$work/warren-$type.db"; fi
+  background "$bin/warren" serve --amqp-url "$url" --db "$database" --log-level warning --http-port "$(free_port 18300)" 2>"$work/warren-$type.log"
   orchestrator_pid=${bench_pids[-1]}
   background "$bin/WorkflowBenchmark" worker "$url" >"$work/worker-$type.log" 2>&1
   worker_pid=${bench_pids[-1]}
   for _ in $(seq 1 300); do grep -q "worker serving" "$work/worker-$type.log" 2>/dev/null && break; sleep 0.1; done
   sleep 0.5
-  echo "queues: $type"
+  echo "queues: $type, store: $db"
   for n in 1 32 256; do
     count=$workflows
     [ "$n" -eq 1 ] && count=$((workflows / 10))
@@ -62,13 +76,17 @@ for type in $types; do
     b=$(( ($(cpu_ms $broker_pids) - b0) * 1000 / count )); o=$(( ($(cpu_ms "$orchestrator_pid") - o0) * 1000 / count ))
     w=$(( ($(cpu_ms "$worker_pid") - w0) * 1000 / count ))
     echo "  in flight $n ($count workflows): $line cpu_broker=$b cpu_orchestrator=$o cpu_worker=$w"
-    [ "$n" -eq 256 ] && at256[$type]=$(sed 's/.*workflows_per_s=\([0-9]*\).*/\1/' <<<"$line")
+    [ "$n" -eq 256 ] && at256[$type]=$(sed 's/.*workflows_per_s=\([0-9]*\).*/\1/' <<<"$line") && db256[$db]=${at256[$type]}
   done
   echo "  idle resume ($samples samples: resolve a promise a waiting workflow awaits -> its result at the client):"
   echo "    $("$bin/WorkflowBenchmark" client "$url" 1 1 "$samples" | sed 's/workflows_per_s=[0-9]* //')"
   kill "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
   wait "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
 done
+done
 if [ -n "${at256[classic]:-}" ] && [ -n "${at256[quorum]:-}" ]; then
   echo "quorum / classic at 256 in flight: $(awk "BEGIN { printf \"%.2f\", ${at256[quorum]} / ${at256[classic]} }")"
+fi
+if [ -n "${db256[sqlite]:-}" ] && [ -n "${db256[postgres]:-}" ]; then
+  echo "postgres / sqlite at 256 in flight: $(awk "BEGIN { printf \"%.2f\", ${db256[postgres]} / ${db256[sqlite]} }")"
 fi

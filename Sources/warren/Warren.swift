@@ -165,6 +165,11 @@ struct OrchestratorOptions: ParsableArguments {
             Logger(label: "warren").warning(
                 "the AMQP URL's password was given on the command line, where ps shows it to every user of this machine: give it in WARREN_AMQP_URL or --amqp-url-file instead")
         }
+        if database != ProcessInfo.processInfo.environment["WARREN_DB"], let c = URLComponents(string: database), c.password != nil,
+           c.scheme?.hasPrefix("postgres") == true {
+            Logger(label: "warren").warning(
+                "the database URL's password was given on the command line, where ps shows it to every user of this machine: give it in WARREN_DB instead")
+        }
         var config = OrchestratorConfiguration(amqpURL: url, databasePath: database, prefix: prefix)
         config.prefetch = prefetch
         config.queueType = Topology.QueueType(rawValue: queueType)!
