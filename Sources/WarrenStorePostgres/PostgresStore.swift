@@ -111,11 +111,17 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     /// One write transaction, on the writer's queue.
     private func transact<T>(_ body: (any StoreTransaction) throws -> T) throws -> (value: T, outbox: [OutboxMessage]) {
         let tx = try writerTransaction()
-        try tx.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         do {
+            try tx.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             let value = try body(tx)
             try tx.execute("COMMIT")
             return (value, tx.written)
+        } catch let e as StoreError where tx.connectionBroken {
+            // The connection is gone or wedged (a statement past its deadline): never used
+            // again; the server rolls the transaction back with its session.
+            Self.discard(writer)
+            writer = nil
+            throw e
         } catch {
             _ = try? tx.execute("ROLLBACK")
             throw error
@@ -125,9 +131,19 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StoreReader) throws -> T) async throws -> T {
         try await onQueue(readQueue) {
             let tx = try self.readerTransaction()
-            try tx.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            defer { _ = try? tx.execute("COMMIT") }
-            return try body(tx)
+            do {
+                try tx.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                let value = try body(tx)
+                try tx.execute("COMMIT")
+                return value
+            } catch let e as StoreError where tx.connectionBroken {
+                Self.discard(self.reader)
+                self.reader = nil
+                throw e
+            } catch {
+                _ = try? tx.execute("ROLLBACK")
+                throw error
+            }
         }
     }
 
@@ -159,7 +175,7 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
                 // A new session holds nothing: the lock is taken again, or no write happens (another
                 // orchestrator took over while this one's session was gone).
                 guard try Self.tryLock(PostgresTransaction(connection: fresh, limits: limits, logger: logger)) else {
-                    _ = try? fresh.close().wait()
+                    Self.discard(fresh)
                     if !lossLogged {
                         logger.error("lost the writer lock: this orchestrator's session ended and another orchestrator holds the lock now; this one writes nothing (it takes the lock again only if the other stops)")
                         lossLogged = true
@@ -213,6 +229,12 @@ public final class PostgresStore: PromiseStore, @unchecked Sendable {
     private func readerTransaction() throws -> PostgresTransaction {
         if reader == nil || reader!.isClosed { reader = try connect() }
         return PostgresTransaction(connection: reader!, limits: limits, logger: logger)
+    }
+
+    /// Closes a connection without waiting for it (a wedged one might never answer).
+    private static func discard(_ connection: PostgresConnection?) {
+        guard let connection else { return }
+        let _: EventLoopFuture<Void> = connection.close()
     }
 
     private func connect() throws -> PostgresConnection {

@@ -14,6 +14,9 @@ final class PostgresTransaction: StoreTransaction {
     let logger: Logger
     /// What ``enqueue(_:)`` wrote, with sequence numbers.
     var written: [OutboxMessage] = []
+    /// Whether the connection failed (closed, or a statement past its deadline) rather than a
+    /// statement: it must not be used again.
+    private(set) var connectionBroken = false
 
     init(connection: PostgresConnection, limits: StoreLimits, logger: Logger) {
         self.connection = connection
@@ -50,17 +53,20 @@ final class PostgresTransaction: StoreTransaction {
             answered.signal()
         }
         guard answered.wait(timeout: .now() + Self.statementDeadline) == .success else {
+            connectionBroken = true
             let _: EventLoopFuture<Void> = connection.close()
             throw StoreError(.storageUnavailable, "PostgreSQL did not answer within \(Self.statementDeadline) s; the connection is closed")
         }
         switch outcome.withLockedValue({ $0 })! {
         case .success(let result): return result.rows
-        case .failure(let error): throw Self.storeError(error)
+        case .failure(let error):
+            if (error as? PSQLError)?.code != .server { connectionBroken = true }
+            throw Self.storeError(error)
         }
     }
 
     /// How long one statement may take before the connection is given up.
-    static let statementDeadline: Double = 30
+    static let statementDeadline: Double = 10
 
     /// A storage fault (the server gone, a full disk, a read-only standby, a conflict to retry)
     /// or a statement refused for what it holds.

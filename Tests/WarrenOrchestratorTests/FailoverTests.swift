@@ -105,7 +105,7 @@ struct FailoverTests {
             Glibc.kill(active.pid, SIGCONT)
             // Its next write finds its session gone, cannot take the lock again, and is refused: it
             // gives its deliveries back and stops consuming.
-            try await within(.seconds(60), "the old leader is refused") {
+            try await within(.seconds(90), "the old leader is refused") {
                 while !active.logText.contains("lost the writer lock") { try await Task.sleep(for: .milliseconds(20)) }
             }
             try await expectAllComplete(handles)
