@@ -28,6 +28,12 @@ public final class Context: Sendable {
     /// Signs approval links, if the worker has a key.
     let links: LinkSigner?
 
+    /// Whether the workflow was canceled (`warren workflows cancel`, ``Warren/cancel(_:reason:)``):
+    /// this run is its compensating run. What it waited for is canceled, so its `await`s throw
+    /// ``WarrenError/Code/canceled``; catch it to clean up (steps still run), then return or throw:
+    /// the workflow stays canceled either way. The run has the orchestrator's `--cancel-grace`.
+    public let isCanceled: Bool
+
     /// Whether this worker can sign approval links (``DurablePromise/link(outcomes:expires:)``):
     /// it was given the orchestrator's address and a link key.
     public var canSignLinks: Bool { links != nil }
@@ -41,6 +47,8 @@ public final class Context: Sendable {
         var steps: [String] = []
         /// Why the run must stop (a suspension or a retry), even if the workflow's code caught it.
         var interrupt: (any Error)?
+        /// The run departed from its recorded history: the task is blocked, whatever else happened.
+        var departure: WarrenError?
         /// Child workflows started with `beginRpc` that were pending when this run saw them.
         var children: [String] = []
         /// When steps were last sent (or the run began), and the progress messages sent.
@@ -52,8 +60,9 @@ public final class Context: Sendable {
     private let scope = StepScope()
 
     init(id: String, history: [PromiseRecord], retry: TaskRetryInfo? = nil, transport: any Transport, links: LinkSigner? = nil,
-         progress: ProgressReporter? = nil) {
+         progress: ProgressReporter? = nil, canceled: Bool = false) {
         self.id = id
+        self.isCanceled = canceled
         self.links = links
         self.transport = transport
         self.retry = retry
@@ -73,14 +82,21 @@ public final class Context: Sendable {
     func check(_ recorded: PromiseRecord, kind: String) throws {
         let was = recorded.tags[PromiseRecord.kindTag] ?? "?"
         guard was == kind else {
-            throw WarrenError(.nondeterminism, "step \(recorded.id) of workflow \(id) was recorded as \(was), but the replay reached it as \(kind): "
-                + "the workflow's code must make the same ctx calls in the same order on every run")
+            throw departed(WarrenError(.nondeterminism, "step \(recorded.id) of workflow \(id) was recorded as \(was), but the replay reached it as \(kind): "
+                + "the workflow's code must make the same ctx calls in the same order on every run"))
         }
     }
 
     /// Remembers a child workflow the run must wait for before it completes.
     func awaitChild(_ id: String) {
         state.withLock { $0.children.append(id) }
+    }
+
+    /// Remembers that the run departed from its history (the task blocks, even if the code caught
+    /// the error), and returns the error to throw through the workflow's code.
+    func departed(_ e: WarrenError) -> WarrenError {
+        state.withLock { s in if s.departure == nil { s.departure = e } }
+        return e
     }
 
     /// Remembers why the run stops, and returns the error to throw through the workflow's code.
@@ -218,10 +234,10 @@ public final class Context: Sendable {
 
     /// The step outcomes to report, why the run stopped early if it did, and the child
     /// workflows it must still wait for.
-    func takeReport() -> (steps: [String], interrupt: (any Error)?, children: [String], progressSent: [any Receipt]) {
+    func takeReport() -> (steps: [String], interrupt: (any Error)?, children: [String], progressSent: [any Receipt], departure: WarrenError?) {
         state.withLock { s in
             defer { s.steps.removeAll(); s.sent.removeAll() }
-            return (s.steps, s.interrupt, s.children, s.sent)
+            return (s.steps, s.interrupt, s.children, s.sent, s.departure)
         }
     }
 
@@ -229,7 +245,7 @@ public final class Context: Sendable {
         switch p.state {
         case .resolved: return try Wire.decode(R.self, from: p.value.data)
         case .rejectedTimedout: throw WarrenError(.timedOut, "promise \(p.id) timed out")
-        case .rejectedCanceled: throw WarrenError(.canceled, "promise \(p.id) was canceled")
+        case .rejectedCanceled: throw WarrenError(.canceled, "promise \(p.id) was canceled (its workflow was canceled, or someone canceled it)")
         case .pending: throw WarrenError(.codec, "promise \(p.id) is pending")
         case .rejected:
             if let data = p.value.data, case .object(let o)? = try? JSONValue.parse(data), let reason = o["error"]?.stringValue {

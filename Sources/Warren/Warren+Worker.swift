@@ -127,7 +127,8 @@ extension Warren {
         let task = message.task
         let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param.data)
         let ctx = Context(id: task.id, history: message.children, retry: task.retry, transport: messenger, links: links,
-                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger))
+                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger),
+                          canceled: message.promise.state == .rejectedCanceled)
         var outcome: (kind: MessageKind, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = invocation.args.first?.jsonText ?? "null"
@@ -142,10 +143,21 @@ extension Warren {
                 outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
             }
         } else {
-            outcome = (.completeTask, [("state", "\"rejected\""),
-                                         ("value", try Wire.json(["error": "no function '\(invocation.function)' is registered in group '\(group)'"]))])
+            // A rolling deploy: this worker does not have the function yet (or any more). The task
+            // waits, blocked, for a worker that has it; the workflow is not failed for it.
+            let known = functions.withLock { $0.keys.sorted() }.joined(separator: ", ")
+            try await block(task, reason: "no function '\(invocation.function)' is registered on worker \(workerID) of group '\(group)' "
+                + "(it has: \(known.isEmpty ? "none" : known)); the task waits for a worker that has it")
+            return
         }
         let report = ctx.takeReport()
+        if let departure = report.departure {
+            // The code changed under a recorded history: park the task (nothing of this run is
+            // recorded); a fixed deploy, or `warren workflows retry|fail`, decides.
+            for sent in report.progressSent { try await sent.wait() }
+            try await block(task, reason: departure.message)
+            return
+        }
         // A suspension or a retry stops the run even if the workflow's code caught it; a
         // workflow that returned with children still running waits for them before it completes
         // (a replay then returns the same outcome).
@@ -170,6 +182,16 @@ extension Warren {
         try await confirmation.wait()
         logger.debug(outcome.kind == .suspendTask ? "task suspended" : outcome.kind == .retryTask ? "task retries a step" : "task completed",
                      metadata: ["task": "\(task.id)", "version": "\(task.version)"])
+    }
+}
+
+extension Warren {
+    /// Reports that the task cannot go on here (`task.block`), with the reason an operator reads.
+    func block(_ task: Wire.TaskMessage.Task, reason: String) async throws {
+        let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
+                                ("reason", Wire.quote(reason))])
+        try await messenger.publish(.blockTask, body).wait()
+        logger.warning("task blocked", metadata: ["task": "\(task.id)", "version": "\(task.version)", "reason": "\(reason)"])
     }
 }
 

@@ -157,6 +157,15 @@ public final class Warren: Service {
         return WorkflowHandle(id: id, messenger: messenger)
     }
 
+    /// Cancels workflow `id`: it becomes `REJECTED_CANCELED` at once, what it waits for is
+    /// canceled (child workflows, sleeps, promises for a person; detached children are not), and
+    /// its code runs once more with ``Context/isCanceled`` set, seeing the cancellation at its
+    /// `await`, to compensate. Returns the workflow's promise; cancelling it again changes nothing.
+    @discardableResult
+    public func cancel(_ id: String, reason: String? = nil) async throws -> PromiseRecord {
+        try await messenger.promiseRequest(.cancelWorkflow, Wire.object([("id", Wire.quote(id)), ("reason", reason.map(Wire.quote))])).promise
+    }
+
     /// A handle to workflow `id`, started anywhere: attach to it, running or finished.
     public func get(_ id: String) -> WorkflowHandle {
         WorkflowHandle(id: id, messenger: messenger)

@@ -18,6 +18,10 @@ public enum MessageKind: String, Sendable, CaseIterable, CustomStringConvertible
     case completeTask = "task.complete"
     case retryTask = "task.retry"
     case progress = "task.progress"
+    case blockTask = "task.block"
+    case cancelWorkflow = "workflow.cancel"
+    case retryWorkflow = "workflow.retry"
+    case failWorkflow = "workflow.fail"
 
     // What the orchestrator sends.
     /// Run (or replay) a task version: on `execute.<group>`.
@@ -32,7 +36,8 @@ public enum MessageKind: String, Sendable, CaseIterable, CustomStringConvertible
     /// The commands the orchestrator consumes.
     public static let commands: [MessageKind] = [
         .createPromise, .resolvePromise, .rejectPromise, .cancelPromise, .getPromise, .subscribe, .searchPromises,
-        .startWorkflow, .claimTask, .suspendTask, .completeTask, .retryTask, .progress,
+        .startWorkflow, .claimTask, .suspendTask, .completeTask, .retryTask, .progress, .blockTask,
+        .cancelWorkflow, .retryWorkflow, .failWorkflow,
     ]
 
     /// The command with this routing key, if it is one.

@@ -25,6 +25,24 @@ extension Kernel {
         }
     }
 
+    /// Applies `workflow.cancel|retry|fail`: the workflow's promise after it, and what it causes.
+    public func workflowDecision(_ command: Command, tx: any StoreTransaction, now: Int64) throws -> (promise: PromiseRecord, effects: Effects) {
+        switch command {
+        case let .cancelWorkflow(id, reason): return try cancelWorkflow(id, reason: reason, tx: tx, now: now)
+        case let .retryWorkflow(id): return try retryWorkflow(id, tx: tx, now: now)
+        case let .failWorkflow(id, reason): return try failWorkflow(id, reason: reason, tx: tx, now: now)
+        default: throw StoreError(.invalidArgument, "not a decision on a workflow")
+        }
+    }
+
+    private func answered(_ effects: Effects, promise: PromiseRecord, caller: Caller) -> Effects {
+        var effects = effects
+        if let replyTo = caller.replyTo {
+            effects.send(messages.reply(to: replyTo, correlationID: caller.correlationID, promise: promise, created: false))
+        }
+        return effects
+    }
+
     private func perform(_ command: Command, from caller: Caller, tx: any StoreTransaction, now: Int64) throws -> Effects {
         switch command {
         case .createPromise(let r):
@@ -53,6 +71,11 @@ extension Kernel {
             return try recordProgress(id, version: version, worker: worker, steps: steps, lease: lease, tx: tx, now: now)
         case let .retryTask(id, version, worker, delay, failedStep, steps):
             return try retryTask(id, version: version, worker: worker, delay: delay, failedStep: failedStep, steps: steps, tx: tx, now: now)
+        case let .blockTask(id, version, worker, reason):
+            return try blockTask(id, version: version, worker: worker, reason: reason, tx: tx, now: now)
+        case .cancelWorkflow, .retryWorkflow, .failWorkflow:
+            let (promise, effects) = try workflowDecision(command, tx: tx, now: now)
+            return answered(effects, promise: promise, caller: caller)
         }
     }
 }

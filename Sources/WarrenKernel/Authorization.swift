@@ -10,10 +10,11 @@ extension Kernel {
         let who = caller.user.map { "'\($0)'" } ?? "(no user_id property)"
         switch command {
         case let .claimTask(id, _, _, _), let .suspendTask(id, _, _, _, _), let .completeTask(id, _, _, _, _),
-             let .recordProgress(id, _, _, _, _), let .retryTask(id, _, _, _, _, _):
+             let .recordProgress(id, _, _, _, _), let .retryTask(id, _, _, _, _, _), let .blockTask(id, _, _, _),
+             let .cancelWorkflow(id, _), let .retryWorkflow(id), let .failWorkflow(id, _):
             guard let task = try tx.task(id: id) else { return }  // the command fails on its own (notFound)
             guard configuration.mayAct(user: caller.user, forGroup: task.group) else {
-                throw StoreError(.forbidden, "the broker user \(who) may not report for task '\(id)' of group '\(task.group)' (--group-users)")
+                throw StoreError(.forbidden, "the broker user \(who) may not report on or decide for task '\(id)' of group '\(task.group)' (--group-users)")
             }
         case .createPromise(let r), .startWorkflow(let r, _, _):
             // The nearest enclosing workflow owns the id: a child workflow (`<root>.<n>`, perhaps

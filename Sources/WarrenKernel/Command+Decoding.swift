@@ -140,6 +140,19 @@ extension Command {
                                  settle: SettlePromise(id: id, completion: state == "resolved" ? .resolve : .reject,
                                                        idempotencyKey: "complete:\(id)", value: try value(fields, "value")),
                                  steps: try steps(fields))
+        case .blockTask:
+            guard let reason = try string(fields, "reason"), !reason.isEmpty else {
+                throw ContractError(reason: "the field 'reason' must say why the task cannot go on (a non-empty string)")
+            }
+            return .blockTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
+                              reason: String(reason.prefix(TaskRules.maximumReasonCharacters)))
+        case .cancelWorkflow:
+            return .cancelWorkflow(id: id, reason: try string(fields, "reason").map { String($0.prefix(TaskRules.maximumReasonCharacters)) })
+        case .retryWorkflow:
+            return .retryWorkflow(id: id)
+        case .failWorkflow:
+            let reason = try string(fields, "reason") ?? "no reason given"
+            return .failWorkflow(id: id, reason: String(reason.prefix(TaskRules.maximumReasonCharacters)))
         case .resolvePromise, .rejectPromise, .cancelPromise:
             let completion: PromiseRules.Completion = kind == .resolvePromise ? .resolve : kind == .rejectPromise ? .reject : .cancel
             return .settlePromise(SettlePromise(

@@ -39,4 +39,13 @@ public enum Command: Equatable, Sendable {
     /// `task.retry`: the worker records its steps and lets the task go until `delay` has passed
     /// (milliseconds), because `failedStep` failed.
     case retryTask(id: String, version: Int64, worker: String, delay: Int64, failedStep: String?, steps: [StepOutcome])
+    /// `task.block`: the worker's run departed from the recorded history, or it has no such
+    /// function: the task is parked with the reason, not failed.
+    case blockTask(id: String, version: Int64, worker: String, reason: String)
+    /// `workflow.cancel`: the workflow and what it waits for are canceled; its code compensates.
+    case cancelWorkflow(id: String, reason: String?)
+    /// `workflow.retry`: a blocked (or waiting) workflow is handed out again now.
+    case retryWorkflow(id: String)
+    /// `workflow.fail`: an operator rejects the workflow with a reason.
+    case failWorkflow(id: String, reason: String)
 }

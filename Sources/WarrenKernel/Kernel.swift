@@ -9,7 +9,8 @@ import WarrenStore
 ///
 /// One file per operation: `StartWorkflow.swift`, `CreatePromise.swift`, `SettlePromise.swift`,
 /// `Claim.swift`, `Suspend.swift`, `Complete.swift`, `Retry.swift`, `Progress.swift`,
-/// `FireTimers.swift`, `Subscribe.swift`, `Read.swift`; `Dispatch.swift` makes execute messages,
+/// `FireTimers.swift`, `Subscribe.swift`, `Read.swift`, `Workflows.swift` (cancel, retry, fail
+/// and a blocked task's report); `Dispatch.swift` makes execute messages,
 /// `Messages.swift` the shapes of what the orchestrator sends.
 public struct Kernel: Sendable {
     public struct Configuration: Sendable {
@@ -21,10 +22,20 @@ public struct Kernel: Sendable {
         /// Which broker users may act for which worker group (`--group-users`); `nil` for all.
         public var groupUsers: [String: Set<String>]?
 
-        public init(topology: Topology = Topology(), maximumMessageBytes: Int = 16 << 20, groupUsers: [String: Set<String>]? = nil) {
+        /// How long a blocked task waits before it is offered to the workers again (milliseconds):
+        /// a deploy that fixed its code takes it then, or at once with `warren workflows retry`.
+        public var blockedRetry: Int64
+        /// How long a canceled workflow's compensating run may take (milliseconds) before its task
+        /// is completed whatever it is doing.
+        public var cancelGrace: Int64
+
+        public init(topology: Topology = Topology(), maximumMessageBytes: Int = 16 << 20, groupUsers: [String: Set<String>]? = nil,
+                    blockedRetry: Int64 = 60_000, cancelGrace: Int64 = 60_000) {
             self.topology = topology
             self.maximumMessageBytes = maximumMessageBytes
             self.groupUsers = groupUsers
+            self.blockedRetry = blockedRetry
+            self.cancelGrace = cancelGrace
         }
 
         /// Whether broker user `user` may report for, or create inside, a workflow of `group`.

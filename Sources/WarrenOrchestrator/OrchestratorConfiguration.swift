@@ -68,6 +68,11 @@ public struct OrchestratorConfiguration: Sendable {
     /// With a PostgreSQL database: wait for the active orchestrator's writer lock and take over
     /// when it stops, instead of refusing to start (`--standby`).
     public var standby = false
+    /// How long a blocked task waits before it is offered to the workers again, in milliseconds
+    /// (`--blocked-retry`): a deploy that fixed its code takes it then.
+    public var blockedRetry: Int64 = 60_000
+    /// How long a canceled workflow's compensating run may take, in milliseconds (`--cancel-grace`).
+    public var cancelGrace: Int64 = 60_000
     /// The keys whose approval links (`/approve/…`) the HTTP API accepts; none accepts no link.
     /// Several at once, for rotation: workers sign with the newest, links signed with the older
     /// ones work until they expire or their key is removed.
@@ -102,9 +107,11 @@ public struct OrchestratorConfiguration: Sendable {
         }
     }
 
-    /// What the kernel needs of it: the names it addresses, the message limit, who may act for which group.
+    /// What the kernel needs of it: the names it addresses, the message limit, who may act for which
+    /// group, and the blocked-task and cancel back-offs.
     public var kernel: Kernel.Configuration {
-        Kernel.Configuration(topology: topology, maximumMessageBytes: maximumMessageBytes, groupUsers: groupUsers)
+        Kernel.Configuration(topology: topology, maximumMessageBytes: maximumMessageBytes, groupUsers: groupUsers,
+                             blockedRetry: blockedRetry, cancelGrace: cancelGrace)
     }
 
     /// Parses `workers=alice,bob;billing=carol;*=ops` (`--group-users`).

@@ -158,6 +158,23 @@ public struct TaskRecord: Sendable, Equatable {
         case suspended = 2
         /// Its promise is settled; nothing more to do.
         case completed = 3
+        /// Parked: its last run departed from the recorded history (the workflow's code changed
+        /// under it), or the worker that took it has no such function. No worker holds it; it is
+        /// offered again on a back-off (a fixed deploy takes it), or by an operator
+        /// (`warren workflows retry|fail`). ``TaskRecord/blocked`` says why.
+        case blocked = 4
+
+        /// Every state, in order.
+        public static let all: [State] = [.pending, .acquired, .suspended, .completed, .blocked]
+
+        /// The state's name in the HTTP API and the CLI (`pending`, …, `blocked`).
+        public var name: String { ["pending", "acquired", "suspended", "completed", "blocked"][rawValue] }
+
+        /// The state with this name (any case), if it is one.
+        public init?(name: String) {
+            guard let state = Self.all.first(where: { $0.name == name.lowercased() }) else { return nil }
+            self = state
+        }
     }
 
     /// The task's id: the id of its promise.
@@ -171,8 +188,12 @@ public struct TaskRecord: Sendable, Equatable {
     public var updatedOn: Int64
     /// The step whose failures the task is retrying, and how many attempts of it failed so far.
     public var retry: TaskRetry? = nil
+    /// Why the task is blocked (state ``State/blocked``): the step, what the history recorded and
+    /// what the code did, or the missing function.
+    public var blocked: String? = nil
 
-    public init(id: String, group: String, state: State, version: Int64, worker: String?, updatedOn: Int64, retry: TaskRetry? = nil) {
+    public init(id: String, group: String, state: State, version: Int64, worker: String?, updatedOn: Int64, retry: TaskRetry? = nil,
+                blocked: String? = nil) {
         self.id = id
         self.group = group
         self.state = state
@@ -180,6 +201,7 @@ public struct TaskRecord: Sendable, Equatable {
         self.worker = worker
         self.updatedOn = updatedOn
         self.retry = retry
+        self.blocked = blocked
     }
 }
 
@@ -204,6 +226,9 @@ public enum FiredTimer: Sendable, Equatable {
     case taskRetry(TaskRecord)
     /// A long run's lease lapsed (its worker stopped renewing it): hand the task out again.
     case leaseExpired(TaskRecord)
+    /// A canceled workflow's grace period ended before its compensating run finished: its task
+    /// is completed (what the run does later no longer counts).
+    case graceEnded(TaskRecord)
 }
 
 /// An outbox message the broker refused, set aside with the reason so that the rows after it

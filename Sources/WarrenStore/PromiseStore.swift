@@ -82,11 +82,22 @@ public protocol StoreTransaction: StoreReader {
     /// the suspend is not lost.
     func suspendTask(id: String, version: Int64, worker: String, awaiting: [String], steps: [StepOutcome], now: Int64) throws -> SuspendResult
     /// The worker holding the task records `steps` and settles its promise: the task is completed.
+    /// When the promise was canceled meanwhile (a compensating run), the steps are recorded and
+    /// the task completed, and the promise keeps its first outcome.
     func completeTask(id: String, version: Int64, worker: String, settle: SettlePromise, steps: [StepOutcome], now: Int64) throws -> SettleResult
     /// The worker holding the task records `steps` and lets it go, to be handed out again at
     /// `due` (a retry back-off); `failedStep` names the step that failed, whose failures are
     /// counted in the task's ``TaskRecord/retry``.
     func retryTask(id: String, version: Int64, worker: String, due: Int64, failedStep: String?, steps: [StepOutcome], now: Int64) throws -> TaskRecord
+    /// The worker holding the task reports that its run cannot go on under its code (it departed
+    /// from the recorded history, or the worker has no such function): the task is blocked with
+    /// `reason` and offered again at `due`. Nothing the run did is recorded.
+    func blockTask(id: String, version: Int64, worker: String, reason: String, due: Int64, now: Int64) throws -> TaskRecord
+    /// Hands a blocked or waiting task out again now (an operator's retry), forgetting what it awaited.
+    func resumeTask(id: String, now: Int64) throws -> TaskRecord
+    /// Hands a canceled workflow's completed task out once more, to compensate; at `graceUntil`
+    /// its task is completed whatever the run is doing (``FiredTimer/graceEnded(_:)``).
+    func compensateTask(id: String, graceUntil: Int64, now: Int64) throws -> TaskRecord
     /// The worker holding the task (or taking its current version) records `steps` while it goes
     /// on running: a long run's finished steps become durable before its report.
     func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws

@@ -13,6 +13,12 @@
 ///   └────────────► completed ◄──────────     the retry back-off ends: hand out ┘
 /// ```
 ///
+/// A run that departs from its recorded history (or reaches a worker without its function)
+/// **blocks** the task instead of failing the workflow: ``block(_:reason:now:)`` parks it, a back-off
+/// timer or an operator hands it out again (``resume(_:now:)``). A canceled workflow's task is
+/// handed out once more after its promise settled (``compensate(_:promise:now:)``), so that its
+/// code can catch the cancellation and clean up within a grace period.
+///
 /// Fencing: every hand-out raises the version; a report counts only for the current version,
 /// from the worker holding it (or, for a pending task, from the first worker that reports: the
 /// version came in the execute message, so a report is its claim).
@@ -62,9 +68,48 @@ public enum TaskRules {
         next.state = .pending
         next.version = t.version + 1
         next.worker = nil
+        next.blocked = nil
         next.updatedOn = now
         return next
     }
+
+    /// The task parked because its run cannot go on under the code that ran it: no worker holds
+    /// it, and the reason is kept for the operator. Nothing the run recorded is kept.
+    public static func block(_ t: TaskRecord, reason: String, now: Int64) -> TaskRecord {
+        var next = t
+        next.state = .blocked
+        next.worker = nil
+        next.blocked = String(reason.prefix(maximumReasonCharacters))
+        next.updatedOn = now
+        return next
+    }
+
+    /// The longest reason a blocked task keeps.
+    public static let maximumReasonCharacters = 2000
+
+    /// An operator's "try again now" (`warren workflows retry`): a blocked task, or one waiting
+    /// (for promises or a back-off), handed out at once. A task being run or finished is not.
+    public static func resume(_ t: TaskRecord, now: Int64) throws(StoreError) -> TaskRecord {
+        guard t.state == .blocked || t.state == .suspended else {
+            throw StoreError(.invalidTaskState, "task '\(t.id)' is \(t.state); only a blocked or waiting task is handed out again")
+        }
+        return handOut(t, now: now)
+    }
+
+    /// A canceled workflow's compensating run: its task, completed when its promise was canceled,
+    /// handed out once more so that the code sees the cancellation at its `await` and can clean up.
+    public static func compensate(_ t: TaskRecord, promise: PromiseRecord, now: Int64) throws(StoreError) -> TaskRecord {
+        guard promise.state == .rejectedCanceled, t.state == .completed else {
+            throw StoreError(.invalidTaskState, "task '\(t.id)' is \(t.state) and its promise \(promise.state.rawValue); "
+                + "only a canceled workflow's task runs to compensate")
+        }
+        return handOut(t, now: now)
+    }
+
+    /// Whether a task's completion only finishes a compensating run: its promise was canceled
+    /// while it ran or waited, so the run's outcome is not written (the first outcome won), but
+    /// its steps are and the task is completed.
+    public static func completionAfterCancel(_ stored: PromiseRecord) -> Bool { stored.state == .rejectedCanceled }
 
     /// A redelivered execute message: the task handed out again, if it is being run (pending or
     /// acquired); a suspended or completed task is not.
@@ -99,12 +144,21 @@ public enum TaskRules {
         var next = t
         next.state = .completed
         next.worker = nil
+        next.blocked = nil
         next.updatedOn = now
         return next
     }
 
-    /// Whether a settled promise (or an ended back-off) hands the task out again.
+    /// Whether a settled promise hands the task out again.
     public static func resumes(_ t: TaskRecord) -> Bool { t.state == .suspended }
+
+    /// Whether a back-off timer hands the task out again: a retry's back-off ended, or a blocked
+    /// task is offered again (a deploy since may have fixed it).
+    public static func backOffEnds(_ t: TaskRecord) -> Bool { t.state == .suspended || t.state == .blocked }
+
+    /// Whether a canceled workflow's grace period ending completes its task: its compensating run
+    /// has not finished.
+    public static func graceEnds(_ t: TaskRecord) -> Bool { t.state != .completed }
 
     /// Whether a lapsed lease hands the task out again: its worker stopped renewing it.
     public static func leaseLapsed(_ t: TaskRecord, until: Int64?, now: Int64) -> Bool {
@@ -185,4 +239,6 @@ public enum TimerKind: Int, Sendable, CaseIterable {
     case taskRetry = 1
     /// A long run's lease: if it lapsed, hand the task out again.
     case lease = 2
+    /// A canceled workflow's grace period: if its compensating run has not finished, complete it.
+    case cancelGrace = 3
 }

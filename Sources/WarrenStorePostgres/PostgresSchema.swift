@@ -65,6 +65,8 @@ enum PostgresSchema {
                 first_seen BIGINT NOT NULL
             );
             """),
+        // Long-lived workflows: why a task is blocked (state 4), for the operator.
+        ("v2", "ALTER TABLE tasks ADD COLUMN blocked TEXT"),
     ]
 
     /// Applies the migrations not yet applied, each in its own transaction; refuses a database a

@@ -6,9 +6,9 @@ extension PostgresTransaction {
     func save(_ t: TaskRecord, awaiting: [String] = [], leaseUntil: Int64? = nil) throws {
         try execute("""
             UPDATE tasks SET state = $1, version = $2, worker = $3, awaiting = $4, lease_until = $5, updated_on = $6, retry_step = $7,
-                             retry_failures = $8 WHERE id = $9
+                             retry_failures = $8, blocked = $9 WHERE id = $10
             """, [.int(Int64(t.state.rawValue)), .int(t.version), .text(t.worker), .text(awaiting.isEmpty ? nil : ColumnCoding.encodeList(awaiting)),
-                  .int(leaseUntil), .int(t.updatedOn), .text(t.retry?.step), .int(Int64(t.retry?.failures ?? 0)), .text(t.id)])
+                  .int(leaseUntil), .int(t.updatedOn), .text(t.retry?.step), .int(Int64(t.retry?.failures ?? 0)), .text(t.blocked), .text(t.id)])
     }
 
     func handOut(_ t: TaskRecord, now: Int64) throws -> TaskRecord {
@@ -74,9 +74,37 @@ extension PostgresTransaction {
         _ = try heldTask(id, version: version, worker: worker)
         try TaskRules.validateCompletion(settle, steps: steps, of: id, limits: limits)
         guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        if TaskRules.completionAfterCancel(stored) {
+            try record(steps, now: now)
+            try clearAwaits(taskID: id)
+            try save(TaskRules.complete(try existingTask(id), now: now))
+            return SettleResult(promise: PromiseRules.effective(stored, now: now), settled: false, resumedTasks: [])
+        }
         _ = try PromiseRules.decideSettle(settle, stored: stored, now: now)
         try record(steps, now: now)
         return try self.settle(settle, stored: stored, now: now)
+    }
+
+    func blockTask(id: String, version: Int64, worker: String, reason: String, due: Int64, now: Int64) throws -> TaskRecord {
+        let next = TaskRules.block(try heldTask(id, version: version, worker: worker), reason: reason, now: now)
+        try save(next)
+        try addTimer(due: due, id: id, kind: .taskRetry)
+        return next
+    }
+
+    func resumeTask(id: String, now: Int64) throws -> TaskRecord {
+        let next = try TaskRules.resume(try existingTask(id), now: now)
+        try clearAwaits(taskID: id)
+        try save(next)
+        return next
+    }
+
+    func compensateTask(id: String, graceUntil: Int64, now: Int64) throws -> TaskRecord {
+        guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        let next = try TaskRules.compensate(try existingTask(id), promise: stored, now: now)
+        try save(next)
+        try addTimer(due: graceUntil, id: id, kind: .cancelGrace)
+        return next
     }
 
     func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws {

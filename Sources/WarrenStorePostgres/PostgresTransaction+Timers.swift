@@ -26,7 +26,14 @@ extension PostgresTransaction {
                 let (resumed, subscribers) = try recordSettlement(settled, wasPending: stored, now: now)
                 fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed, subscribers: subscribers)))
             case .taskRetry?:
-                if let t = try task(id: timer.id), TaskRules.resumes(t) { fired.append(.taskRetry(try handOut(t, now: now))) }
+                if let t = try task(id: timer.id), TaskRules.backOffEnds(t) { fired.append(.taskRetry(try handOut(t, now: now))) }
+            case .cancelGrace?:
+                if let t = try task(id: timer.id), TaskRules.graceEnds(t) {
+                    try clearAwaits(taskID: t.id)
+                    let done = TaskRules.complete(t, now: now)
+                    try save(done)
+                    fired.append(.graceEnded(done))
+                }
             case .lease?:
                 let until = try execute("SELECT lease_until FROM tasks WHERE id = $1", [.text(timer.id)]).first?.makeRandomAccess()[0].decode(Int64?.self)
                 if let t = try task(id: timer.id), TaskRules.leaseLapsed(t, until: until, now: now) {

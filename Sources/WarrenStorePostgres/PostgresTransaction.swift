@@ -91,7 +91,7 @@ final class PostgresTransaction: StoreTransaction {
     // MARK: Rows
 
     static let promiseColumns = "id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create, ikey_complete, created_on, completed_on, tags"
-    static let taskColumns = "id, group_name, state, version, worker, updated_on, retry_step, retry_failures"
+    static let taskColumns = "id, group_name, state, version, worker, updated_on, retry_step, retry_failures, blocked"
 
     static func promise(from row: PostgresRow) throws -> PromiseRecord {
         let r = row.makeRandomAccess()
@@ -110,7 +110,8 @@ final class PostgresTransaction: StoreTransaction {
         return TaskRecord(id: try r[0].decode(String.self), group: try r[1].decode(String.self),
                           state: TaskRecord.State(rawValue: Int(try r[2].decode(Int16.self))) ?? .pending,
                           version: try r[3].decode(Int64.self), worker: try r[4].decode(String?.self), updatedOn: try r[5].decode(Int64.self),
-                          retry: try retryStep.map { TaskRetry(step: $0, failures: Int(try r[7].decode(Int32.self))) })
+                          retry: try retryStep.map { TaskRetry(step: $0, failures: Int(try r[7].decode(Int32.self))) },
+                          blocked: try r[8].decode(String?.self))
     }
 
     static func outboxMessage(from row: PostgresRow) throws -> OutboxMessage {

@@ -242,8 +242,8 @@ struct TasksCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List tasks: which workflow runs where, which waits for what.",
-            discussion: "Examples:\n  warren tasks list\n  warren tasks list --state suspended")
-        @Option(help: "pending, acquired, suspended or completed.") var state: String?
+            discussion: "Examples:\n  warren tasks list\n  warren tasks list --state blocked")
+        @Option(help: "pending, acquired, suspended, completed or blocked.") var state: String?
         @Option(help: "Tasks per page (at most 1,000).") var limit = 100
         @Option(help: "The cursor a previous page printed.") var cursor: String?
         @OptionGroup var options: ClientOptions
@@ -260,6 +260,8 @@ struct TasksCommand: AsyncParsableCommand {
                     [t["id"] as? String ?? "", t["group"] as? String ?? "", t["state"] as? String ?? "", "\(t["version"] ?? "")",
                      t["worker"] as? String ?? "", (t["awaiting"] as? [String] ?? []).joined(separator: ","), formatTime(t["updatedOn"])]
                 })
+                for t in tasks { if let why = t["blocked"] as? String { print("\(t["id"] as? String ?? "") blocked: \(why)") } }
+                for t in tasks { if let why = t["blocked"] as? String { print("\(t["id"] as? String ?? "") blocked: \(why)") } }
                 if let next = page["cursor"] as? String { print("more: --cursor \(next)") }
             }
         }

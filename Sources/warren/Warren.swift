@@ -28,7 +28,7 @@ struct WarrenCommand: AsyncParsableCommand {
             77 the server wants a token (WARREN_TOKEN) or refused it.
             """,
         version: WarrenVersion.current,
-        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, WorkflowsCommand.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
                       Backup.self, Migrate.self]
     )
 }
@@ -125,7 +125,20 @@ struct OrchestratorOptions: ParsableArguments {
     @Option(help: "Delete settled workflows this long after they settled: 90s, 12h, 30d (WARREN_RETENTION); kept forever without it.")
     var retention: String? = ProcessInfo.processInfo.environment["WARREN_RETENTION"]
 
+    @Option(name: .customLong("blocked-retry"),
+            help: "How long a blocked task waits before it is offered to the workers again: 10s, 5m (WARREN_BLOCKED_RETRY).")
+    var blockedRetry = ProcessInfo.processInfo.environment["WARREN_BLOCKED_RETRY"] ?? "60s"
+
+    @Option(name: .customLong("cancel-grace"),
+            help: "How long a canceled workflow's code may run to compensate before its task is ended: 30s, 5m (WARREN_CANCEL_GRACE).")
+    var cancelGrace = ProcessInfo.processInfo.environment["WARREN_CANCEL_GRACE"] ?? "60s"
+
     func validate() throws {
+        for (flag, text) in [("--blocked-retry", blockedRetry), ("--cancel-grace", cancelGrace)] {
+            guard let ms = Durations.milliseconds(in: text), ms >= 100 else {
+                throw ValidationError("\(flag) '\(text)' must be a duration of at least 100ms, such as 30s or 5m")
+            }
+        }
         guard prefetch > 0 else { throw ValidationError("--prefetch must be at least 1") }
         guard !prefix.isEmpty, prefix.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw ValidationError("--prefix '\(prefix)' may hold letters, digits and -_. only")
@@ -179,6 +192,8 @@ struct OrchestratorOptions: ParsableArguments {
         config.httpPort = noHTTP ? nil : httpPort
         config.retention = try retention.map(parseDuration)
         config.maximumMessageBytes = maximumMessageBytes
+        config.blockedRetry = try parseDuration(blockedRetry)
+        config.cancelGrace = try parseDuration(cancelGrace)
         do {
             config.tokens = try AccessToken.parse(try Self.secrets("WARREN_TOKENS", file: tokensFile, what: "tokens file"))
             config.linkKeys = try LinkKey.parse(try Self.secrets("WARREN_LINK_KEYS", file: linkKeysFile, what: "link keys file"))

@@ -196,6 +196,37 @@ nonisolated func main() async throws {
         try await ctx.sleep(for: .milliseconds(10))
         return "woke with \(count) big steps"
     }
+    // Code that changes between deploys (WARREN_CODE): "v1" records a step, then waits for an
+    // approval; "broken" reaches that step's place with a sleep instead (its replay departs from
+    // the history); "fixed" is v1 again, and also has "later-workflow".
+    let code = env["WARREN_CODE"] ?? "v1"
+    warren.register("evolving-workflow") { (ctx: Context, id: String) async throws -> String in
+        if code == "broken" {
+            try await ctx.sleep(for: .milliseconds(1))
+        } else {
+            _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "noted \(s)" }, id, name: "note")
+        }
+        let approval = try await ctx.promise()
+        let decision: String = try await approval.value()
+        return "evolving \(id) \(decision) under \(code)"
+    }
+    if code == "fixed" {
+        warren.register("later-workflow") { (_: Context, id: String) async throws -> String in "later \(id) under \(code)" }
+    }
+    // Waits for an approval; canceled, it compensates with a step, then rethrows.
+    warren.register("compensating-workflow") { (ctx: Context, id: String) async throws -> String in
+        let approval = try await ctx.promise()
+        do {
+            let decision: String = try await approval.value()
+            return "refund \(id) \(decision)"
+        } catch let e as WarrenError where e.code == .canceled && ctx.isCanceled {
+            _ = try await ctx.run({ (_: Context, id: String) async throws -> String in
+                FileHandle.standardOutput.write(Data("compensated: \(id)\n".utf8))
+                return "withdrawn mail sent"
+            }, id, name: "withdraw")
+            throw e
+        }
+    }
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "worker"))
     try await group.run()
 }

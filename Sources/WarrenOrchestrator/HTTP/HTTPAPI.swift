@@ -60,7 +60,8 @@ struct HTTPAPI: Sendable {
     /// from this table, and a test checks it against /openapi.json.
     static let routes: [(method: String, path: String)] = [
         ("POST", "/promises"), ("GET", "/promises"), ("GET", "/promises/{id}"), ("PATCH", "/promises/{id}"),
-        ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("GET", "/tasks"), ("GET", "/outbox"), ("POST", "/outbox/retry"),
+        ("POST", "/workflows"), ("GET", "/workflows/{id}"), ("POST", "/workflows/{id}/cancel"), ("POST", "/workflows/{id}/retry"),
+        ("POST", "/workflows/{id}/fail"), ("GET", "/tasks"), ("GET", "/outbox"), ("POST", "/outbox/retry"),
         ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/ui"),
         ("GET", "/approve/{id}"), ("POST", "/approve/{id}"),
     ]
@@ -97,7 +98,8 @@ struct HTTPAPI: Sendable {
         }
         if method != "GET" {
             let type = request.headers[.contentType]?.lowercased() ?? ""
-            guard type.hasPrefix("application/json") || (path == "/outbox/retry" && type.isEmpty) else {
+            let bodyless = path == "/outbox/retry" || path.hasPrefix("/workflows/{id}/")
+            guard type.hasPrefix("application/json") || (bodyless && type.isEmpty) else {
                 throw HTTPProblem(.unsupportedMediaType, "unsupportedMediaType", "send the body as JSON, with 'Content-Type: application/json'")
             }
         }
@@ -110,6 +112,7 @@ struct HTTPAPI: Sendable {
         let caller = try access.caller(authorization: request.headers[.authorization])
         switch (method, path) {
         case ("POST", "/workflows"), ("GET", "/workflows/{id}"): try access.require(caller, [.workflows], for: "start or read workflows")
+        case ("POST", "/workflows/{id}/cancel"): try access.require(caller, [.workflows], for: "cancel workflows")
         case ("POST", "/promises"): try access.require(caller, [.workflows], for: "create promises")
         case ("GET", "/promises"), ("GET", "/promises/{id}"): try access.require(caller, [.workflows, .approve], for: "read promises")
         case ("PATCH", "/promises/{id}"): try access.require(caller, [.approve], for: "settle promises")
@@ -128,6 +131,11 @@ struct HTTPAPI: Sendable {
         case ("PATCH", "/promises/{id}"): return try await completePromise(Self.id(context), request, caller: caller)
         case ("POST", "/workflows"): return try await startWorkflow(request)
         case ("GET", "/workflows/{id}"): return try await workflow(Self.id(context))
+        case ("POST", "/workflows/{id}/cancel"):
+            return try await decide(.cancelWorkflow(id: try Self.id(context), reason: try await reason(request)))
+        case ("POST", "/workflows/{id}/retry"): return try await decide(.retryWorkflow(id: try Self.id(context)))
+        case ("POST", "/workflows/{id}/fail"):
+            return try await decide(.failWorkflow(id: try Self.id(context), reason: try await reason(request) ?? "no reason given"))
         case ("GET", "/tasks"): return try await tasks(request)
         case ("GET", "/outbox"): return try await setAside()
         case ("POST", "/outbox/retry"): return try await retrySetAside(request)
@@ -357,6 +365,31 @@ struct HTTPAPI: Sendable {
         throw StoreError(.internalPromise, "'\(id)' is inside workflow '\(root)', whose promises only its own code creates; use an id outside it")
     }
 
+    /// `POST /workflows/{id}/cancel|retry|fail`: the operator's decision, applied by the kernel;
+    /// 200 with the workflow as it is after it.
+    func decide(_ command: Command) async throws -> Response {
+        let kernel = Kernel(config.kernel)
+        let promise = try await batcher.write { tx in
+            let (promise, effects) = try kernel.workflowDecision(command, tx: tx, now: Self.now())
+            try tx.enqueue(effects)
+            return promise
+        }
+        return Self.json(.ok, try await view(of: promise))
+    }
+
+    /// The `reason` of a decision's optional JSON body.
+    private func reason(_ request: Request) async throws -> String? {
+        var request = request
+        let buffer = try await request.collectBody(upTo: Self.maximumBodyBytes)
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(DecisionBody.self, from: Data(buffer.readableBytesView)).reason
+                .map { String($0.prefix(TaskRules.maximumReasonCharacters)) }
+        } catch {
+            throw HTTPProblem(.badRequest, "invalidArgument", "the body must be {\"reason\": \"…\"} or empty: \(Self.describe(error))")
+        }
+    }
+
     /// `GET /workflows/{id}`: its state, result or error, and its task.
     func workflow(_ id: String) async throws -> Response {
         guard let p = try await store.read({ tx in try tx.promise(id: id, now: Self.now()) }) else {
@@ -375,7 +408,7 @@ struct HTTPAPI: Sendable {
                             createdOn: p.createdOn, completedOn: p.completedOn, timeout: p.timeout, task: task)
     }
 
-    /// `GET /tasks?state=pending|acquired|suspended|completed&limit=n&cursor=c`.
+    /// `GET /tasks?state=pending|acquired|suspended|completed|blocked&limit=n&cursor=c`.
     func tasks(_ request: Request) async throws -> Response {
         var states: Set<TaskRecord.State>? = nil
         var limit = 100
@@ -383,10 +416,10 @@ struct HTTPAPI: Sendable {
         for (key, value) in request.uri.queryParameters {
             switch key {
             case "state":
-                guard let i = ["pending", "acquired", "suspended", "completed"].firstIndex(of: value.lowercased()) else {
-                    throw HTTPProblem(.badRequest, "invalidArgument", "state must be pending, acquired, suspended or completed")
+                guard let state = TaskRecord.State(name: String(value)) else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "state must be one of " + TaskRecord.State.all.map(\.name).joined(separator: ", "))
                 }
-                states = [TaskRecord.State(rawValue: i)!]
+                states = [state]
             case "limit":
                 guard let n = Int(value), (1...PromiseSearch.maximumLimit).contains(n) else {
                     throw HTTPProblem(.badRequest, "invalidArgument", "limit must be a number from 1 to \(PromiseSearch.maximumLimit)")

@@ -97,16 +97,24 @@ struct TaskView: Encodable {
     var worker: String?
     var awaiting: [String]?
     var updatedOn: Int64
+    /// Why a blocked task cannot go on (the step, what was recorded and what the code did).
+    var blocked: String?
 }
 
 extension TaskView {
     init(_ t: TaskRecord, awaiting: [String]) {
         id = t.id
         group = t.group
-        state = ["pending", "acquired", "suspended", "completed"][t.state.rawValue]
+        state = t.state.name
         version = t.version
         worker = t.worker
         self.awaiting = awaiting.isEmpty ? nil : awaiting
         updatedOn = t.updatedOn
+        blocked = t.blocked
     }
+}
+
+/// The optional body of `POST /workflows/{id}/cancel` and `/fail`.
+struct DecisionBody: Decodable {
+    var reason: String?
 }

@@ -204,9 +204,37 @@ final class MemoryTransaction: StoreTransaction {
         _ = try heldTask(id, version: version, worker: worker)
         try TaskRules.validateCompletion(settle, steps: steps, of: id, limits: limits)
         guard let stored = state.promises[id] else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        if TaskRules.completionAfterCancel(stored) {
+            record(steps, now: now)
+            clearAwaits(taskID: id)
+            state.tasks[id] = MemoryState.TaskRow(task: TaskRules.complete(try existingTask(id), now: now))
+            return SettleResult(promise: PromiseRules.effective(stored, now: now), settled: false, resumedTasks: [])
+        }
         _ = try PromiseRules.decideSettle(settle, stored: stored, now: now)
         record(steps, now: now)
         return try self.settle(settle, stored: stored, now: now)
+    }
+
+    func blockTask(id: String, version: Int64, worker: String, reason: String, due: Int64, now: Int64) throws -> TaskRecord {
+        let next = TaskRules.block(try heldTask(id, version: version, worker: worker), reason: reason, now: now)
+        state.tasks[id] = MemoryState.TaskRow(task: next)
+        addTimer(due: due, id: id, kind: .taskRetry)
+        return next
+    }
+
+    func resumeTask(id: String, now: Int64) throws -> TaskRecord {
+        let next = try TaskRules.resume(try existingTask(id), now: now)
+        clearAwaits(taskID: id)
+        state.tasks[id] = MemoryState.TaskRow(task: next)
+        return next
+    }
+
+    func compensateTask(id: String, graceUntil: Int64, now: Int64) throws -> TaskRecord {
+        guard let stored = state.promises[id] else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        let next = try TaskRules.compensate(try existingTask(id), promise: stored, now: now)
+        state.tasks[id] = MemoryState.TaskRow(task: next)
+        addTimer(due: graceUntil, id: id, kind: .cancelGrace)
+        return next
     }
 
     func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws {
@@ -249,7 +277,14 @@ final class MemoryTransaction: StoreTransaction {
                 let (resumed, subscribers) = recordSettlement(settled, wasPending: stored, now: now)
                 fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed, subscribers: subscribers)))
             case .taskRetry?:
-                if let t = state.tasks[timer.id]?.task, TaskRules.resumes(t) { fired.append(.taskRetry(handOut(t, now: now))) }
+                if let t = state.tasks[timer.id]?.task, TaskRules.backOffEnds(t) { fired.append(.taskRetry(handOut(t, now: now))) }
+            case .cancelGrace?:
+                if let t = state.tasks[timer.id]?.task, TaskRules.graceEnds(t) {
+                    clearAwaits(taskID: t.id)
+                    let done = TaskRules.complete(t, now: now)
+                    state.tasks[t.id] = MemoryState.TaskRow(task: done)
+                    fired.append(.graceEnded(done))
+                }
             case .lease?:
                 if let row = state.tasks[timer.id], TaskRules.leaseLapsed(row.task, until: row.leaseUntil, now: now) {
                     fired.append(.leaseExpired(handOut(row.task, now: now)))

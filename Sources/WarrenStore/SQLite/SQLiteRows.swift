@@ -21,7 +21,7 @@ extension SQLiteTransaction {
     // Rows are read by column index, in the order these lists give: reading by name makes
     // GRDB look each name up (case-insensitively) for every column of every row.
     static let promiseColumns = "id, state, param_headers, param_data, value_headers, value_data, timeout, ikey_create, ikey_complete, created_on, completed_on, tags"
-    static let taskColumns = "id, group_name, state, version, worker, updated_on, retry_step, retry_failures"
+    static let taskColumns = "id, group_name, state, version, worker, updated_on, retry_step, retry_failures, blocked"
 
     static func promise(from row: Row) -> PromiseRecord {
         PromiseRecord(
@@ -36,7 +36,7 @@ extension SQLiteTransaction {
         let retryStep: String? = row[6]
         return TaskRecord(id: row[0], group: row[1], state: TaskRecord.State(rawValue: row[2]) ?? .pending,
                           version: row[3], worker: row[4], updatedOn: row[5],
-                          retry: retryStep.map { TaskRetry(step: $0, failures: row[7]) })
+                          retry: retryStep.map { TaskRetry(step: $0, failures: row[7]) }, blocked: row[8])
     }
 
     static func encodeMap(_ map: [String: String]) -> String? { ColumnCoding.encodeMap(map) }

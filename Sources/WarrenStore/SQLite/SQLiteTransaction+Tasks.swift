@@ -6,10 +6,10 @@ extension SQLiteTransaction {
     func save(_ t: TaskRecord, awaiting: [String] = [], leaseUntil: Int64? = nil) throws {
         try db.cachedStatement(sql: """
             UPDATE tasks SET state = ?, version = ?, worker = ?, awaiting = ?, lease_until = ?, updated_on = ?, retry_step = ?,
-                             retry_failures = ? WHERE id = ?
+                             retry_failures = ?, blocked = ? WHERE id = ?
             """).execute(arguments: [
                 t.state.rawValue, t.version, t.worker, awaiting.isEmpty ? nil : Self.encodeList(awaiting), leaseUntil, t.updatedOn,
-                t.retry?.step, t.retry?.failures ?? 0, t.id,
+                t.retry?.step, t.retry?.failures ?? 0, t.blocked, t.id,
             ])
     }
 
@@ -87,9 +87,38 @@ extension SQLiteTransaction {
         _ = try heldTask(id, version: version, worker: worker)
         try TaskRules.validateCompletion(settle, steps: steps, of: id, limits: limits)
         guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        if TaskRules.completionAfterCancel(stored) {
+            // A canceled workflow's compensating run finished: its steps count, its outcome does not.
+            try record(steps, now: now)
+            try clearAwaits(taskID: id)
+            try save(TaskRules.complete(try existingTask(id), now: now))
+            return SettleResult(promise: PromiseRules.effective(stored, now: now), settled: false, resumedTasks: [])
+        }
         _ = try PromiseRules.decideSettle(settle, stored: stored, now: now)
         try record(steps, now: now)
         return try self.settle(settle, stored: stored, now: now)
+    }
+
+    func blockTask(id: String, version: Int64, worker: String, reason: String, due: Int64, now: Int64) throws -> TaskRecord {
+        let next = TaskRules.block(try heldTask(id, version: version, worker: worker), reason: reason, now: now)
+        try save(next)
+        try addTimer(due: due, id: id, kind: .taskRetry)
+        return next
+    }
+
+    func resumeTask(id: String, now: Int64) throws -> TaskRecord {
+        let next = try TaskRules.resume(try existingTask(id), now: now)
+        try clearAwaits(taskID: id)
+        try save(next)
+        return next
+    }
+
+    func compensateTask(id: String, graceUntil: Int64, now: Int64) throws -> TaskRecord {
+        guard let stored = try storedPromise(id: id) else { throw StoreError(.notFound, "no promise for task '\(id)'") }
+        let next = try TaskRules.compensate(try existingTask(id), promise: stored, now: now)
+        try save(next)
+        try addTimer(due: graceUntil, id: id, kind: .cancelGrace)
+        return next
     }
 
     func recordProgress(id: String, version: Int64, worker: String, steps: [StepOutcome], lease: Int64?, now: Int64) throws {

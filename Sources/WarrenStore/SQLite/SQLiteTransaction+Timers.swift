@@ -20,7 +20,14 @@ extension SQLiteTransaction {
                 let (resumed, subscribers) = try recordSettlement(settled, wasPending: stored, now: now)
                 fired.append(.promiseTimeout(SettleResult(promise: settled, settled: true, resumedTasks: resumed, subscribers: subscribers)))
             case .taskRetry?:
-                if let t = try task(id: id), TaskRules.resumes(t) { fired.append(.taskRetry(try handOut(t, now: now))) }
+                if let t = try task(id: id), TaskRules.backOffEnds(t) { fired.append(.taskRetry(try handOut(t, now: now))) }
+            case .cancelGrace?:
+                if let t = try task(id: id), TaskRules.graceEnds(t) {
+                    try clearAwaits(taskID: id)
+                    let done = TaskRules.complete(t, now: now)
+                    try save(done)
+                    fired.append(.graceEnded(done))
+                }
             case .lease?:
                 // A lease lapsed: its worker stopped renewing it. Another worker takes the task
                 // under a new version; whatever the old one reports later is ignored.

@@ -92,6 +92,10 @@ enum Schema {
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v4") { db in
+            // Long-lived workflows: why a task is blocked (state 4), for the operator.
+            try db.execute(sql: "ALTER TABLE tasks ADD COLUMN blocked TEXT")
+        }
         return m
     }
 }

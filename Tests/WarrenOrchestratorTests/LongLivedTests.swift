@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import Warren
+import WarrenTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Deploys under waiting workflows and cancellation, with real processes: `warren serve`, worker
+/// processes whose code changes between deploys (WarrenTestWorker's WARREN_CODE), a real broker.
+@Suite("Long-lived workflows", .serialized)
+struct LongLivedTests {
+    func task(_ id: String, of orchestrator: OrchestratorProcess) async throws -> [String: Any] {
+        try await http("GET", orchestrator.httpURL + "/workflows/" + id).json["task"] as? [String: Any] ?? [:]
+    }
+
+    /// Waits until workflow `id`'s task is in `state`; returns why it is blocked, if it is.
+    @discardableResult
+    func waitForTask(_ id: String, state: String, of orchestrator: OrchestratorProcess) async throws -> String {
+        try await within(.seconds(30), "task \(id) to be \(state)") {
+            while true {
+                let t = try await task(id, of: orchestrator)
+                if t["state"] as? String == state { return t["blocked"] as? String ?? "" }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    @Test func aDeployThatBreaksReplayBlocksTheTaskAndAFixedDeployResumesIt() async throws {
+        try await withWorkflows(orchestratorArguments: ["--blocked-retry", "10m"]) { orchestrator, v1, client in
+            let third = WorkerProcess(prefix: orchestrator.prefix, n: 3)
+            defer { third.remove() }
+            // v1 records its step and waits for the approval; a function no worker has yet blocks.
+            _ = try await client.beginRpc("ev-1", "evolving-workflow", "ev-1", target: "workers")
+            _ = try await client.beginRpc("later-1", "later-workflow", "later-1", target: "workers")
+            try await waitForTask("ev-1", state: "suspended", of: orchestrator)
+            let missing = try await waitForTask("later-1", state: "blocked", of: orchestrator)
+            #expect(missing.contains("no function 'later-workflow'"), "\(missing)")
+
+            // The broken deploy replays the history differently: the task blocks, the workflow waits.
+            await v1.kill(SIGKILL)
+            let broken = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+            defer { broken.remove() }
+            try broken.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_CODE": "broken"])
+            _ = try await client.promises.resolve("ev-1.2", value: "approved")
+            let reason = try await waitForTask("ev-1", state: "blocked", of: orchestrator)
+            #expect(reason.contains("ev-1.1") && reason.contains("run:note") && reason.contains("sleep"), "\(reason)")
+            #expect(try await http("GET", orchestrator.httpURL + "/workflows/ev-1").json["state"] as? String == "PENDING")
+            let listed = try await http("GET", orchestrator.httpURL + "/tasks?state=blocked").json["tasks"] as? [[String: Any]] ?? []
+            #expect(Set(listed.compactMap { $0["id"] as? String }) == ["ev-1", "later-1"])
+
+            // The fixed deploy, and the operator's retry: both finish, each with its history.
+            await broken.kill(SIGKILL)
+            try third.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_CODE": "fixed"])
+            for id in ["ev-1", "later-1"] {
+                let retried = try await http("POST", orchestrator.httpURL + "/workflows/\(id)/retry")
+                #expect(retried.status == 200, "\(retried.json)")
+            }
+            let result = try await within(.seconds(30), "ev-1's result") { try await client.get("ev-1").result(as: String.self) }
+            #expect(result == "evolving ev-1 approved under fixed")
+            #expect(try await client.get("later-1").result(as: String.self) == "later later-1 under fixed")
+            // Retrying what is not blocked is refused with a reason.
+            let again = try await http("POST", orchestrator.httpURL + "/workflows/ev-1/retry")
+            #expect(again.status == 400 && (again.json["error"] as? [String: Any])?["code"] as? String == "invalidTaskState", "\(again.status) \(again.json)")
+        }
+    }
+
+    @Test func aCanceledWorkflowSeesItAtItsAwaitAndCompensates() async throws {
+        try await withWorkflows { orchestrator, worker, client in
+            let waiting = Task { try await client.rpc("cw-1", "compensating-workflow", "cw-1", target: "workers", as: String.self) }
+            try await waitForTask("cw-1", state: "suspended", of: orchestrator)
+            let canceled = try await client.cancel("cw-1", reason: "customer withdrew")
+            #expect(canceled.state == .rejectedCanceled)
+            // The caller waiting for the result hears it at once.
+            do {
+                _ = try await within(.seconds(30), "the canceled result") { try await waiting.value }
+                Issue.record("a canceled workflow returned a result")
+            } catch let e as WarrenError {
+                #expect(e.code == .canceled, "\(e)")
+            }
+            // Its code ran once more, caught the cancellation and compensated.
+            _ = try await worker.line(startingWith: "compensated: cw-1")
+            try await waitForTask("cw-1", state: "completed", of: orchestrator)
+            let approval = try await client.promises.get("cw-1.1")
+            #expect(approval.state == .rejectedCanceled)
+            let step = try await client.promises.get("cw-1.2")
+            #expect(step.state == .resolved, "the compensating step is recorded")
+            // The workflow stays canceled; a second cancel changes nothing; the CLI says so too.
+            #expect(try await client.cancel("cw-1").state == .rejectedCanceled)
+            let view = try await http("GET", orchestrator.httpURL + "/workflows/cw-1").json
+            #expect(view["state"] as? String == "REJECTED_CANCELED")
+            let cli = try await run(productsDirectory + "/warren", ["workflows", "get", "cw-1", "--server", orchestrator.httpURL])
+            #expect(cli.status == 0 && cli.output.contains("REJECTED_CANCELED"), "\(cli.output)")
+            let unknown = try await run(productsDirectory + "/warren", ["workflows", "cancel", "nope", "--server", orchestrator.httpURL])
+            #expect(unknown.status != 0 && unknown.output.contains("no workflow"), "\(unknown.output)")
+        }
+    }
+}
