@@ -151,7 +151,7 @@ struct BrokerRoleTests {
             // task: the orchestrator refuses it with the reason, and the workflow is untouched.
             #expect(try await Self.publish(s, as: "worker-b", "task.complete", forgedReport, userID: "worker-b") == nil)
             var dead = try await Self.nextDeadLetter(s)
-            #expect(dead.routingKey == "task.complete" && dead.reason.contains("'worker-b' may not report for task 'roles-2'")
+            #expect(dead.routingKey == "task.complete" && dead.reason.contains("'worker-b' may not report on or decide for task 'roles-2'")
                     && dead.reason.contains("group 'workers'") && dead.sender == "worker-b", "\(dead)")
             // Without a user_id it is refused too (the orchestrator cannot know who sent it) …
             #expect(try await Self.publish(s, as: "worker-b", "task.complete", forgedReport) == nil)

@@ -97,12 +97,54 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/workflows/{id}/cancel": {
+      "post": {
+        "operationId": "cancelWorkflow",
+        "summary": "Cancel a workflow (scope workflows): its root becomes REJECTED_CANCELED, pending children below it are canceled (detached ones are not), and its code gets one compensating run within --cancel-grace; the same cancel again changes nothing",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+        "responses": {
+          "200": {"description": "The workflow after the decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/workflows/{id}/retry": {
+      "post": {
+        "operationId": "retryWorkflow",
+        "summary": "Offer a blocked (or backing-off) workflow's tasks to workers again now (admin), after a fixed deploy; 400 invalidTaskState when nothing is blocked",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+        "responses": {
+          "200": {"description": "The workflow after the decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/workflows/{id}/fail": {
+      "post": {
+        "operationId": "failWorkflow",
+        "summary": "Reject a workflow for good (admin): its root becomes REJECTED with the reason, pending children are canceled, no compensation runs",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+        "responses": {
+          "200": {"description": "The workflow after the decision", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Workflow"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/tasks": {
       "get": {
         "operationId": "listTasks",
         "summary": "Tasks, a page at a time",
         "parameters": [
-          {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["pending", "acquired", "suspended", "completed"]}},
+          {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["pending", "acquired", "suspended", "blocked", "completed"]}},
           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
           {"name": "cursor", "in": "query", "schema": {"type": "string"}}
         ],
@@ -270,12 +312,17 @@ enum OpenAPIDocument {
         "properties": {
           "id": {"type": "string"},
           "group": {"type": "string"},
-          "state": {"type": "string", "enum": ["pending", "acquired", "suspended", "completed"]},
+          "state": {"type": "string", "enum": ["pending", "acquired", "suspended", "blocked", "completed"]},
           "version": {"type": "integer", "format": "int64"},
           "worker": {"type": "string"},
           "awaiting": {"type": "array", "items": {"type": "string"}},
+          "blocked": {"type": "string", "description": "why the task is blocked (state blocked): the step where a replay departed from its history and both kinds, or a function no worker registered"},
           "updatedOn": {"type": "integer", "format": "int64"}
         }
+      },
+      "Decision": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "maxLength": 2000, "description": "recorded with the decision (cancel, fail)"}}
       },
       "TaskPage": {
         "type": "object",
