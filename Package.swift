@@ -134,7 +134,7 @@ let package = Package(
         // The SDK's replay core driven by a recorded history, with no broker.
         .testTarget(
             name: "WarrenTests",
-            dependencies: ["Warren"]
+            dependencies: ["Warren", .product(name: "Logging", package: "swift-log")]
         ),
         // A worker with the human-in-the-loop workflow, for the process-level tests.
         // The examples (Examples/): the seed article's human-in-the-loop worker and gateway, and

@@ -92,6 +92,7 @@ extension Context {
     private func sleep(timeout: String) async throws {
         let timer = try await timerPromise(timeout: timeout)
         if !timer.isSettled { throw interrupt(Suspension(awaiting: [timer.id])) }
+        passedWait()
     }
 
     /// The next id as a timer promise (created now, or as recorded).
@@ -123,7 +124,8 @@ extension Context {
         if let recorded {
             try check(recorded, kind: "race")
             if recorded.isSettled {
-                return try Self.outcome(of: recorded, as: String.self) == "promise" ? try await promise.value(as: T.self) : nil
+                // Decided by an earlier run: still replaying.
+                return try Self.outcome(of: recorded, as: String.self) == "promise" ? try Self.outcome(of: promise.snapshot, as: T.self) : nil
             }
         }
         if promise.snapshot.isSettled {
@@ -132,6 +134,7 @@ extension Context {
         }
         if timer.isSettled {
             record(decisionID, kind: "race", state: "resolved", value: "\"timer\"")
+            passedWait()
             return nil
         }
         throw interrupt(Suspension(awaiting: [promise.id, timer.id]))

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import WarrenContract
 import WarrenLinks
@@ -27,6 +28,8 @@ public final class Context: Sendable {
     let progress: ProgressReporter?
     /// Signs approval links, if the worker has a key.
     let links: LinkSigner?
+    /// Where ``logger`` writes when the run does not replay: the worker's logger.
+    let baseLogger: Logger
 
     /// Whether the workflow was canceled (`warren workflows cancel`, ``Warren/cancel(_:reason:)``):
     /// this run is its compensating run. What it waited for is canceled, so its `await`s throw
@@ -43,6 +46,10 @@ public final class Context: Sendable {
     private struct State {
         var counter = 0
         var history: [String: PromiseRecord]
+        /// The highest call number recorded in the history (`<id>.<n>`), 0 for a first run.
+        var lastRecorded = 0
+        /// The run has gone past what an earlier run did: a wait settled since, or a new call.
+        var resumed = false
         /// Outcomes of the steps run now, as JSON objects, for the next report.
         var steps: [String] = []
         /// Why the run must stop (a suspension or a retry), even if the workflow's code caught it.
@@ -60,20 +67,103 @@ public final class Context: Sendable {
     private let scope = StepScope()
 
     init(id: String, history: [PromiseRecord], retry: TaskRetryInfo? = nil, transport: any Transport, links: LinkSigner? = nil,
-         progress: ProgressReporter? = nil, canceled: Bool = false) {
+         progress: ProgressReporter? = nil, canceled: Bool = false, logger: Logger = Logger(label: "warren.workflow")) {
         self.id = id
+        self.baseLogger = logger
         self.isCanceled = canceled
         self.links = links
         self.transport = transport
         self.retry = retry
         self.progress = progress
-        self.state = Mutex(State(history: Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })))
+        var initial = State(history: Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }))
+        let prefix = id + "."
+        initial.lastRecorded = history.reduce(0) { last, p in
+            guard p.id.hasPrefix(prefix), let n = Int(p.id.dropFirst(prefix.count)) else { return last }
+            return max(last, n)
+        }
+        self.state = Mutex(initial)
     }
+
+    /// Whether the run is replaying what an earlier run of the workflow already did: true from
+    /// the top until it makes a call no run made before, or gets past the wait where the last
+    /// run stopped. ``logger`` is quiet meanwhile.
+    public var isReplaying: Bool {
+        state.withLock { s in s.lastRecorded > 0 && !s.resumed && s.counter <= s.lastRecorded }
+    }
+
+    /// A logger that stays quiet while the run replays (``isReplaying``), so a line before an
+    /// `await` is printed once, not on every resume. Its metadata names the workflow.
+    ///
+    /// ```swift
+    /// ctx.logger.info("waiting on human interaction")
+    /// let decision: String = try await approval.value()
+    /// ```
+    public var logger: Logger {
+        var logger = Logger(label: baseLogger.label) { _ in ReplayQuietLogHandler(base: self.baseLogger, context: self) }
+        logger[metadataKey: "workflow"] = "\(id)"
+        return logger
+    }
+
+    /// A wait (an awaited promise, a timer) returned a settled outcome: at the last recorded call
+    /// or beyond it, the run is past where the previous one stopped.
+    func passedWait() {
+        state.withLock { s in if s.counter >= s.lastRecorded { s.resumed = true } }
+    }
+
+    // MARK: Patches
+
+    /// Whether this run takes the new branch of a code change named `change`, so that a change
+    /// can be deployed under workflows that are waiting:
+    ///
+    /// ```swift
+    /// if ctx.patched("manager-cc") {
+    ///     try await ctx.run(notifyManager, order, name: "notifyManager")   // the new line
+    /// }
+    /// ```
+    ///
+    /// True when the run reaches this line for the first time under the new code (a marker is
+    /// recorded, so every later replay says true as well); false when it replays a history an
+    /// earlier run recorded here without the change, so old workflows keep their old path and
+    /// never see a step in the history that the new code did not make. Once no workflow that
+    /// started before the change is left, replace the `if` by its body and the call by
+    /// ``deprecatePatch(_:)``; once none that recorded the marker is left, remove that too.
+    public func patched(_ change: String) -> Bool {
+        let kind = Self.patchKind(change)
+        let marker: String? = state.withLock { s in
+            let next = s.counter + 1
+            let slot = "\(id).\(next)"
+            if let recorded = s.history[slot] {
+                guard recorded.tags[PromiseRecord.kindTag] == kind else { return nil }  // recorded before the change
+                s.counter = next
+                return ""
+            }
+            // Inside the history (a call that left nothing at its number): the old path.
+            guard next > s.lastRecorded else { return nil }
+            s.counter = next
+            s.resumed = true
+            return slot
+        }
+        guard let marker else { return false }
+        if !marker.isEmpty { record(marker, kind: kind, state: "resolved", value: "true") }
+        return true
+    }
+
+    /// Marks where ``patched(_:)`` was, once its old branch is removed: histories that recorded
+    /// the patch's marker replay past it, and new runs record nothing.
+    public func deprecatePatch(_ change: String) {
+        let kind = Self.patchKind(change)
+        state.withLock { s in
+            if s.history["\(id).\(s.counter + 1)"]?.tags[PromiseRecord.kindTag] == kind { s.counter += 1 }
+        }
+    }
+
+    static func patchKind(_ change: String) -> String { "patch:" + change }
 
     func nextID() -> (id: String, recorded: PromiseRecord?) {
         state.withLock { s in
             s.counter += 1
             let id = "\(self.id).\(s.counter)"
+            if s.counter > s.lastRecorded { s.resumed = true }
             return (id, s.history[id])
         }
     }
@@ -253,6 +343,31 @@ public final class Context: Sendable {
             }
             throw WarrenError(.failed, "promise \(p.id) was rejected: \(p.value.data ?? "no reason")")
         }
+    }
+}
+
+/// Forwards to the worker's logging while the run does not replay (``Context/logger``).
+struct ReplayQuietLogHandler: LogHandler {
+    var base: Logger
+    let context: Context
+
+    var metadata: Logger.Metadata {
+        get { base.handler.metadata }
+        set { base.handler.metadata = newValue }
+    }
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
+    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard !context.isReplaying else { return }
+        base.log(level: event.level, event.message, metadata: event.metadata, source: event.source, file: event.file,
+                 function: event.function, line: event.line)
     }
 }
 

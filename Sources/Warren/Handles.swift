@@ -54,6 +54,7 @@ public struct DurablePromise: Sendable {
             let suspension = Suspension(awaiting: [id])
             throw context?.interrupt(suspension) ?? suspension
         }
+        context?.passedWait()
         return try Context.outcome(of: snapshot, as: T.self)
     }
 }

@@ -128,7 +128,7 @@ extension Warren {
         let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param.data)
         let ctx = Context(id: task.id, history: message.children, retry: task.retry, transport: messenger, links: links,
                           progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger),
-                          canceled: message.promise.state == .rejectedCanceled)
+                          canceled: message.promise.state == .rejectedCanceled, logger: logger)
         var outcome: (kind: MessageKind, fields: [(String, String?)])
         if let function = functions.withLock({ $0[invocation.function] }) {
             let argument = invocation.args.first?.jsonText ?? "null"

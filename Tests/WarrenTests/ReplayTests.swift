@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 @testable import Warren
@@ -171,4 +172,108 @@ final class Gate: Sendable {
             for w in release { w.resume() }
         }
     }
+}
+
+/// Patches and the replay-aware logger, against recorded histories.
+@Suite("Patches and replay-aware logging, without a broker")
+struct PatchTests {
+    func recorded(_ id: String, kind: String, state: PromiseState = .resolved, data: String? = nil) -> PromiseRecord {
+        PromiseRecord(id: id, state: state, value: PromiseValue(data: data), timeout: .max, createdOn: 0,
+                      completedOn: state == .pending ? nil : 0, tags: [PromiseRecord.kindTag: kind])
+    }
+
+    /// A workflow after a change: a new step behind `patched`, then the approval it had before.
+    func changed(_ ctx: Context) async throws -> (took: Bool, approval: String) {
+        let took = ctx.patched("notify-manager")
+        if took { try await ctx.run({ (_: Context, _: Int) async throws -> Int in 1 }, 0, name: "notifyManager") }
+        let approval = try await ctx.promise()
+        return (took, approval.id)
+    }
+
+    @Test func aNewRunTakesTheNewBranchAndRecordsItsMarker() async throws {
+        let ctx = Context(id: "wf", history: [], transport: RecordingTransport())
+        let (took, approval) = try await ctx.run { try await self.changed(ctx) }.get()
+        #expect(took && approval == "wf.3")
+        let steps = ctx.takeReport().steps
+        #expect(steps.count == 2 && steps[0].contains(#""wf.1""#) && steps[0].contains("patch:notify-manager"), "\(steps)")
+    }
+
+    @Test func aHistoryRecordedBeforeTheChangeReplaysUnchanged() async throws {
+        // The old code made the approval first, and waits on it.
+        let ctx = Context(id: "wf", history: [recorded("wf.1", kind: "promise", state: .pending)], transport: RecordingTransport())
+        let (took, approval) = try await changed(ctx)
+        #expect(!took && approval == "wf.1")
+        let report = ctx.takeReport()
+        #expect(report.steps.isEmpty && report.departure == nil)
+    }
+
+    @Test func aHistoryWithTheMarkerTakesTheNewBranchAgainWithoutRecordingIt() async throws {
+        let history = [recorded("wf.1", kind: "patch:notify-manager", data: "true"), recorded("wf.2", kind: "run:notifyManager", data: "1"),
+                       recorded("wf.3", kind: "promise", state: .pending)]
+        let ctx = Context(id: "wf", history: history, transport: RecordingTransport())
+        let (took, approval) = try await changed(ctx)
+        #expect(took && approval == "wf.3")
+        #expect(ctx.takeReport().steps.isEmpty)
+    }
+
+    @Test func aPatchPastTheHistoryIsNewCode() async throws {
+        // The old run stopped at its approval; the change comes after it, so the resumed run takes it.
+        let ctx = Context(id: "wf", history: [recorded("wf.1", kind: "promise", data: #""ok""#)], transport: RecordingTransport())
+        _ = try await ctx.promise().value(as: String.self)
+        #expect(ctx.patched("after-approval"))
+    }
+
+    @Test func aDeprecatedPatchSkipsRecordedMarkersAndRecordsNothing() async throws {
+        let withMarker = Context(id: "wf", history: [recorded("wf.1", kind: "patch:notify-manager", data: "true"),
+                                                     recorded("wf.2", kind: "run:notifyManager", data: "1")], transport: RecordingTransport())
+        withMarker.deprecatePatch("notify-manager")
+        #expect(try await withMarker.run({ (_: Context, _: Int) async throws -> Int in 9 }, 0, name: "notifyManager") == 1)
+        let fresh = Context(id: "wf", history: [], transport: RecordingTransport())
+        _ = try await fresh.run {
+            fresh.deprecatePatch("notify-manager")
+            return try await fresh.run({ (_: Context, _: Int) async throws -> Int in 9 }, 0, name: "notifyManager")
+        }.get()
+        #expect(fresh.takeReport().steps.first?.contains(#""wf.1""#) == true)
+    }
+
+    @Test func removingAPatchWithoutDeprecatingItBlocksTheReplay() async throws {
+        let ctx = Context(id: "wf", history: [recorded("wf.1", kind: "patch:notify-manager", data: "true")], transport: RecordingTransport())
+        await #expect(throws: WarrenError.self) { _ = try await ctx.promise() }
+        #expect(ctx.takeReport().departure?.message.contains("patch:notify-manager") == true)
+    }
+
+    @Test func theLoggerIsQuietWhileTheRunReplaysAndSpeaksOnceItIsPast() async throws {
+        let lines = Lines()
+        let base = Logger(label: "test") { _ in lines }
+        // The human-in-the-loop shape: a promise, a line, the await.
+        @Sendable func workflow(_ ctx: Context) async throws -> String {
+            let approval = try await ctx.promise()
+            ctx.logger.info("waiting on human interaction")
+            let decision: String = try await approval.value()
+            ctx.logger.info("decided: \(decision)")
+            return decision
+        }
+        let first = Context(id: "wf", history: [], transport: RecordingTransport(), logger: base)
+        #expect(!first.isReplaying)
+        _ = await first.run { try await workflow(first) }  // suspends at the await
+        let resumed = Context(id: "wf", history: [recorded("wf.1", kind: "promise", data: #""approved""#)], transport: RecordingTransport(),
+                              logger: base)
+        #expect(resumed.isReplaying)
+        #expect(try await resumed.run { try await workflow(resumed) }.get() == "approved")
+        #expect(!resumed.isReplaying)
+        #expect(lines.all == ["waiting on human interaction", "decided: approved"], "\(lines.all)")
+    }
+}
+
+/// A log handler that keeps the messages.
+final class Lines: LogHandler, @unchecked Sendable {
+    private let kept = Mutex<[String]>([])
+    var all: [String] { kept.withLock { $0 } }
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) { kept.withLock { $0.append(event.message.description) } }
 }

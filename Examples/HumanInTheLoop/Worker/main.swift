@@ -41,7 +41,8 @@ nonisolated func main() async throws {
         let blocking = try await ctx.promise(tags: ["human": "true", "title": "Approve workflow \(workflowID)"])
         // Signed for this promise, until its timeout; the same link on every replay.
         try await ctx.run(sendEmail, try blocking.link(outcomes: ["approved", "rejected"]), name: "sendEmail")
-        say("workflow \(workflowID) blocked, waiting on human interaction")
+        // Printed once: the run that resumes after the approval replays this line quietly.
+        if !ctx.isReplaying { say("workflow \(workflowID) blocked, waiting on human interaction") }
         // The worker lets go here; any worker continues from this line once it is resolved.
         let data: String = try await blocking.value()
         say("workflow \(workflowID) unblocked, promise resolved with \(data)")
