@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// `warren workflows`: an operator's decisions on workflows (docs/operations.md#blocked-and-canceled-workflows).
+/// `warren workflows`: an operator's decisions on workflows (docs/workflows.md).
 struct WorkflowsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workflows", abstract: "Look at workflows, cancel them, retry blocked ones or fail them.",
