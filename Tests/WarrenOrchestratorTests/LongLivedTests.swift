@@ -66,6 +66,37 @@ struct LongLivedTests {
         }
     }
 
+    @Test func aPatchedDeployKeepsOldHistoriesOnTheirPathAndNewRunsOnTheNewOne() async throws {
+        try await withWorkflows { orchestrator, v1, client in
+            let patched = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+            defer { patched.remove() }
+            let restarted = WorkerProcess(prefix: orchestrator.prefix, n: 3)
+            defer { restarted.remove() }
+            // Started under v1: its note is step 1, its approval step 2.
+            _ = try await client.beginRpc("old-1", "evolving-workflow", "old-1", target: "workers")
+            try await waitForTask("old-1", state: "suspended", of: orchestrator)
+            await v1.kill(SIGKILL)
+            // Started under the patched code: the marker, the audit, the note, then the approval.
+            try patched.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_CODE": "patched"])
+            _ = try await client.beginRpc("new-1", "evolving-workflow", "new-1", target: "workers")
+            try await waitForTask("new-1", state: "suspended", of: orchestrator)
+            #expect(try await client.promises.get("new-1.1").tags["warren:kind"] == "patch:audit")
+            #expect(try await client.promises.get("new-1.4").state == .pending)
+            // Another process of the patched code replays both from their histories.
+            await patched.kill(SIGKILL)
+            try restarted.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_CODE": "patched"])
+            _ = try await client.promises.resolve("old-1.2", value: "approved")
+            _ = try await client.promises.resolve("new-1.4", value: "approved")
+            let old = try await within(.seconds(30), "old-1's result") { try await client.get("old-1").result(as: String.self) }
+            #expect(old == "evolving old-1 approved under patched", "the old history keeps its path: no audit step")
+            let new = try await within(.seconds(30), "new-1's result") { try await client.get("new-1").result(as: String.self) }
+            #expect(new == "evolving new-1 approved under patched audited")
+            await #expect(throws: WarrenError.self, "old-1 recorded no marker and no audit after its two calls") {
+                _ = try await client.promises.get("old-1.3")
+            }
+        }
+    }
+
     @Test func aCanceledWorkflowSeesItAtItsAwaitAndCompensates() async throws {
         try await withWorkflows { orchestrator, worker, client in
             let waiting = Task { try await client.rpc("cw-1", "compensating-workflow", "cw-1", target: "workers", as: String.self) }

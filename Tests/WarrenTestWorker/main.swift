@@ -198,9 +198,15 @@ nonisolated func main() async throws {
     }
     // Code that changes between deploys (WARREN_CODE): "v1" records a step, then waits for an
     // approval; "broken" reaches that step's place with a sleep instead (its replay departs from
-    // the history); "fixed" is v1 again, and also has "later-workflow".
+    // the history); "fixed" is v1 again, and also has "later-workflow"; "patched" adds an audit
+    // step before the note behind `ctx.patched`, so histories recorded by v1 keep their path.
     let code = env["WARREN_CODE"] ?? "v1"
     warren.register("evolving-workflow") { (ctx: Context, id: String) async throws -> String in
+        var audited = ""
+        if code == "patched", ctx.patched("audit") {
+            _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "audited \(s)" }, id, name: "audit")
+            audited = " audited"
+        }
         if code == "broken" {
             try await ctx.sleep(for: .milliseconds(1))
         } else {
@@ -208,7 +214,7 @@ nonisolated func main() async throws {
         }
         let approval = try await ctx.promise()
         let decision: String = try await approval.value()
-        return "evolving \(id) \(decision) under \(code)"
+        return "evolving \(id) \(decision) under \(code)\(audited)"
     }
     if code == "fixed" {
         warren.register("later-workflow") { (_: Context, id: String) async throws -> String in "later \(id) under \(code)" }
