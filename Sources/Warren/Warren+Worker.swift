@@ -9,12 +9,18 @@ extension Warren {
     /// Serves the group's tasks until graceful shutdown: each execute message runs its workflow
     /// from the top, replaying what is recorded, to its next suspension or its end.
     ///
+    /// It consumes the group's queue (new workflows, and those of functions without versions) and,
+    /// for every version registered with ``register(_:version:_:)``, that version's queue, on one
+    /// channel; `concurrency` bounds the deliveries in flight of each queue.
+    ///
     /// The worker outlives its channel: when the broker closes it (a `consumer_timeout`, an
-    /// operator) or cancels the consumer (the queue deleted), it opens a new one and consumes
+    /// operator) or cancels a consumer (a queue deleted), it opens a new one and consumes
     /// again. Runs in flight on the old channel finish; their execute messages come back to some
     /// worker, which takes the task under a new version, so each completes once.
     public func run() async throws {
-        logger.info("worker serving", metadata: ["group": "\(group)", "worker": "\(workerID)"])
+        let codes = try codeVersions()
+        logger.info("worker serving", metadata: ["group": "\(group)", "worker": "\(workerID)",
+                                                 "versions": "\(codes.map(\.description).joined(separator: ", "))"])
         let keeper = Task { await self.leases.run(self) }
         defer { keeper.cancel() }
         try await cancelWhenGracefulShutdown {
@@ -22,10 +28,16 @@ extension Warren {
                 var delay = 100
                 while true {
                     do {
-                        let channel = try await self.openConsumingChannel()
+                        let channel = try await self.openConsumingChannel(codes)
                         delay = 100
-                        for try await delivery in try await channel.basicConsume(queue: self.groupQueue) {
-                            tasks.addTask { await self.execute(delivery) }
+                        if codes.isEmpty {
+                            for try await delivery in try await channel.basicConsume(queue: self.groupQueue) {
+                                tasks.addTask { await self.execute(delivery) }
+                            }
+                        } else {
+                            for try await delivery in try await self.deliveries(on: channel, from: [nil] + codes) {
+                                tasks.addTask { await self.execute(delivery) }
+                            }
                         }
                         return  // cancelled: graceful shutdown
                     } catch let e as AMQPError where e.code == .channelClosed || e.code == .consumerCancelled || e.code == .preconditionFailed
@@ -42,20 +54,42 @@ extension Warren {
 
     var groupQueue: String { topology.groupQueueName(group) }
 
-    /// A channel consuming the group's queue: declared with the orchestrator's arguments (or, when
-    /// someone declared it first with others, used as it is, with a warning saying what differs)
-    /// and bound; with `declare: .verify` only checked; with `.none` taken as it is.
-    private func openConsumingChannel() async throws -> AMQPChannel {
+    /// The deliveries of the queues of `codes` (`nil`: the group's own queue), consumed on
+    /// `channel`, as one sequence; it ends with the first consumer that ends or fails.
+    private func deliveries(on channel: AMQPChannel, from codes: [CodeVersion?]) async throws -> AsyncThrowingStream<AMQPDelivery, any Error> {
+        var consumers: [AMQPConsumer] = []
+        for code in codes { consumers.append(try await channel.basicConsume(queue: topology.groupQueueName(group, code: code))) }
+        return AsyncThrowingStream { continuation in
+            let pumps = consumers.map { consumer in
+                Task {
+                    do {
+                        for try await d in consumer { continuation.yield(d) }
+                        continuation.finish()
+                    } catch { continuation.finish(throwing: error) }
+                }
+            }
+            continuation.onTermination = { _ in for p in pumps { p.cancel() } }
+        }
+    }
+
+    /// A channel for consuming the group's queue and the queues of `codes`: each declared with the
+    /// orchestrator's arguments (or, when someone declared it first with others, used as it is,
+    /// with a warning saying what differs) and bound; with `declare: .verify` only checked; with
+    /// `.none` taken as it is.
+    private func openConsumingChannel(_ codes: [CodeVersion]) async throws -> AMQPChannel {
         var channel = try await messenger.connection.openChannel()
+        let queues = [topology.groupQueue(group)] + codes.map { topology.groupQueue(group, code: $0) }
         switch declare {
         case .all:
-            channel = try await TopologyDeclarer.declare(topology.groupQueue(group), on: channel, connection: messenger.connection,
-                                                         topology: topology, logger: logger)
+            for queue in queues {
+                channel = try await TopologyDeclarer.declare(queue, on: channel, connection: messenger.connection, topology: topology, logger: logger)
+            }
         case .verify:
-            let missing = try await TopologyDeclarer.missing([], [topology.groupQueue(group)], connection: messenger.connection)
+            let missing = try await TopologyDeclarer.missing([], queues, connection: messenger.connection)
             guard missing.isEmpty else {
                 throw WarrenError(.configuration, "declare: .verify: the broker has no \(missing.joined(separator: ", ")); create it bound "
-                    + "to '\(topology.exchange)' with 'execute.\(group)' (warren topology export --group \(group)), or declare: .all")
+                    + "to '\(topology.exchange)' with its execute routing key (warren topology export --group \(group)"
+                    + codes.map { " --code \(group),\($0.function),v\($0.version)" }.joined() + "), or declare: .all")
             }
         case .none:
             break
@@ -130,7 +164,10 @@ extension Warren {
                           progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger),
                           canceled: message.promise.state == .rejectedCanceled, logger: logger)
         var outcome: (kind: MessageKind, fields: [(String, String?)])
-        if let function = functions.withLock({ $0[invocation.function] }) {
+        switch chooseFunction(invocation.function, for: task.id, history: message.children) {
+        case .run(let function, let pin):
+            // A first run of a versioned function records the version it starts under.
+            if let pin { ctx.record(CodeVersion.markerID(of: task.id), kind: CodeVersion.markerKind, state: "resolved", value: pin.markerValue) }
             let argument = invocation.args.first?.jsonText ?? "null"
             // The steps it starts run as children of the run, and finish before it reports.
             switch await ctx.run({ try await function(ctx, argument) }) {
@@ -142,12 +179,11 @@ extension Warren {
             case .failure(let error):
                 outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
             }
-        } else {
-            // A rolling deploy: this worker does not have the function yet (or any more). The task
-            // waits, blocked, for a worker that has it; the workflow is not failed for it.
-            let known = functions.withLock { $0.keys.sorted() }.joined(separator: ", ")
-            try await block(task, reason: "no function '\(invocation.function)' is registered on worker \(workerID) of group '\(group)' "
-                + "(it has: \(known.isEmpty ? "none" : known)); the task waits for a worker that has it")
+        case .block(let reason):
+            // A rolling deploy: this worker does not have the function (or its version) yet, or
+            // any more. The task waits, blocked, for a worker that has it; the workflow is not
+            // failed for it.
+            try await block(task, reason: reason + "; the task waits for a worker that has it")
             return
         }
         let report = ctx.takeReport()
@@ -186,6 +222,41 @@ extension Warren {
 }
 
 extension Warren {
+    enum Choice {
+        /// Run this function; record `pin` first (a first run of a versioned function).
+        case run(Function, pin: CodeVersion?)
+        /// This worker cannot run it, for this reason.
+        case block(String)
+    }
+
+    /// Which registered function runs workflow `id` of function `name`, given its history:
+    ///
+    /// - one that recorded a code version runs on that version, or nowhere here;
+    /// - a new one (no history) of a versioned function starts under the highest version here;
+    /// - one that started before its function had versions (a history, no marker), and every
+    ///   workflow of a function without versions, runs on the function registered without one.
+    func chooseFunction(_ name: String, for id: String, history: [PromiseRecord]) -> Choice {
+        let versions = versioned.withLock { $0[name] ?? [:] }
+        let here = "worker \(workerID) of group '\(group)'"
+        if let pin = CodeVersion.recorded(by: id, in: history) {
+            if let function = versions[pin.version] { return .run(function, pin: nil) }
+            let serves = versions.keys.sorted().map { "v\($0)" }.joined(separator: ", ")
+            return .block("workflow \(id) started under \(pin), which \(here) does not serve (it serves \(name) "
+                + "\(serves.isEmpty ? "without versions" : serves)); register(\"\(name)\", version: \(pin.version)) on a worker")
+        }
+        if history.isEmpty, let newest = versions.keys.max(), let function = versions[newest] {
+            return .run(function, pin: CodeVersion(function: name, version: newest))
+        }
+        if let function = functions.withLock({ $0[name] }) { return .run(function, pin: nil) }
+        if !versions.isEmpty {
+            return .block("workflow \(id) started before \(name) had versions, and \(here) has \(name) only with versions "
+                + "(\(versions.keys.sorted().map { "v\($0)" }.joined(separator: ", "))); register the code it started under "
+                + "without a version: register(\"\(name)\") { ... }")
+        }
+        let known = (functions.withLock { Array($0.keys) } + versioned.withLock { Array($0.keys) }).sorted()
+        return .block("no function '\(name)' is registered on \(here) (it has: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+    }
+
     /// Reports that the task cannot go on here (`task.block`), with the reason an operator reads.
     func block(_ task: Wire.TaskMessage.Task, reason: String) async throws {
         let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),

@@ -43,7 +43,10 @@ public final class Warren: Service {
     /// `user_id`); `nil` runs anyone's.
     public let orchestratorUser: String?
     typealias Function = @Sendable (Context, String) async throws -> String
+    /// The functions registered without a version, by name.
     let functions = Mutex<[String: Function]>([:])
+    /// The functions registered with a version, by name and version.
+    let versioned = Mutex<[String: [Int: Function]]>([:])
 
     /// Connects to the broker.
     /// - Parameters:
@@ -107,11 +110,54 @@ public final class Warren: Service {
     public func register<A: Decodable & Sendable, R: Encodable & Sendable>(
         _ name: String, _ function: @escaping @Sendable (Context, A) async throws -> R
     ) {
-        functions.withLock {
-            $0[name] = { ctx, argumentJSON in
-                let argument = try Wire.decode(A.self, from: argumentJSON)
-                return try Wire.json(try await function(ctx, argument))
+        functions.withLock { $0[name] = Self.erase(function) }
+    }
+
+    /// Registers version `version` of workflow `name`, for deploys under waiting workflows
+    /// (docs/workflows.md#code-versions). A workflow records the version it started under (the
+    /// highest this worker serves, when it first runs) and its tasks go only to workers that serve
+    /// that version: a worker serving versions 1 and 2 finishes the workflows of both, each under
+    /// its own code, and one serving only version 2 never takes a workflow of version 1, which
+    /// waits in its version's queue for a worker that has it.
+    ///
+    /// ```swift
+    /// warren.register("refund", version: 1, refundV1)   // until no refund of version 1 is left
+    /// warren.register("refund", version: 2, refundV2)
+    /// ```
+    ///
+    /// `version` is at least 1, and `name` uses letters, digits and `-_.:/@+=~` (it names a queue);
+    /// ``run()`` throws a configuration error otherwise. A workflow that started before its function
+    /// had versions runs on the function registered without one.
+    public func register<A: Decodable & Sendable, R: Encodable & Sendable>(
+        _ name: String, version: Int, _ function: @escaping @Sendable (Context, A) async throws -> R
+    ) {
+        versioned.withLock { $0[name, default: [:]][version] = Self.erase(function) }
+    }
+
+    private static func erase<A: Decodable & Sendable, R: Encodable & Sendable>(
+        _ function: @escaping @Sendable (Context, A) async throws -> R
+    ) -> Function {
+        { ctx, argumentJSON in
+            let argument = try Wire.decode(A.self, from: argumentJSON)
+            return try Wire.json(try await function(ctx, argument))
+        }
+    }
+
+    /// The code versions registered, which ``run()`` consumes a queue for each of; throws for a
+    /// version that cannot name one.
+    func codeVersions() throws -> [CodeVersion] {
+        let registered = versioned.withLock { v in v.flatMap { name, versions in versions.keys.map { (name, $0) } } }
+        return try registered.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { name, version in
+            guard let code = CodeVersion(function: name, version: version) else {
+                throw WarrenError(.configuration, "register(\"\(name)\", version: \(version)): "
+                    + (CodeVersion.problem(function: name, version: version) ?? "not a code version"))
             }
+            let queue = topology.groupQueueName(group, code: code)
+            guard queue.utf8.count <= 255 else {
+                throw WarrenError(.configuration, "register(\"\(name)\", version: \(version)): its queue's name '\(queue)' is "
+                    + "\(queue.utf8.count) bytes; AMQP allows 255 (use a shorter group, prefix or function name)")
+            }
+            return code
         }
     }
 

@@ -83,7 +83,35 @@ public struct Topology: Sendable, Equatable {
     public static let executePrefix = "execute."
     /// The group an execute message's routing key names, if it is one.
     public static func group(ofExecuteRoutingKey key: String) -> String? {
-        key.hasPrefix(executePrefix) ? String(key.dropFirst(executePrefix.count)) : nil
+        route(ofExecuteRoutingKey: key)?.group
+    }
+
+    /// The routing key of the execute messages of workflows pinned to `code`:
+    /// `execute.<group>,<function>,v<version>` (a `,` is in no group name or function name, so
+    /// no two routes share a key).
+    public static func executeRoutingKey(_ group: String, code: CodeVersion?) -> String {
+        guard let code else { return executeRoutingKey(group) }
+        return executePrefix + group + code.suffix
+    }
+
+    /// The group and code version an execute message's routing key names, if it is one.
+    public static func route(ofExecuteRoutingKey key: String) -> (group: String, code: CodeVersion?)? {
+        guard key.hasPrefix(executePrefix) else { return nil }
+        let parts = key.dropFirst(executePrefix.count).split(separator: ",", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1: return (String(parts[0]), nil)
+        case 3:
+            guard parts[2].hasPrefix("v"), let version = Int(parts[2].dropFirst()),
+                  let code = CodeVersion(function: String(parts[1]), version: version) else { return nil }
+            return (String(parts[0]), code)
+        default: return nil
+        }
+    }
+
+    /// The queue of a group's workflows pinned to `code` (`<prefix>.group.<group>,<function>,v<n>`),
+    /// or the group's own queue.
+    public func groupQueueName(_ group: String, code: CodeVersion?) -> String {
+        groupQueueName(group) + (code?.suffix ?? "")
     }
     /// The routing key of a promise's settled event (bind `settled.#` for all).
     public static func settledRoutingKey(_ id: String) -> String { "settled." + id }
@@ -116,7 +144,13 @@ public struct Topology: Sendable, Equatable {
     }
 
     public func groupQueue(_ group: String) -> Queue {
-        Queue(name: groupQueueName(group), arguments: arguments(deadLettered: true), bindings: [(exchange, Self.executeRoutingKey(group))])
+        groupQueue(group, code: nil)
+    }
+
+    /// The queue a worker of `group` that serves `code` consumes (the group's own with `nil`).
+    public func groupQueue(_ group: String, code: CodeVersion?) -> Queue {
+        Queue(name: groupQueueName(group, code: code), arguments: arguments(deadLettered: true),
+              bindings: [(exchange, Self.executeRoutingKey(group, code: code))])
     }
 
     /// Why a declaration was refused as inequivalent, said so that an operator can act: what the
@@ -153,8 +187,8 @@ public struct Topology: Sendable, Equatable {
 
     /// The topology as a RabbitMQ definitions document for `rabbitmqctl import_definitions` (or
     /// the management UI's import): the exchanges, the queues with their arguments (the queues of
-    /// `groups` included), the bindings, and a policy an operator may apply instead of arguments.
-    public func definitions(vhost: String = "/", groups: [String] = []) -> String {
+    /// `groups` and of the code versions `codes` included), the bindings, and a policy an operator may apply instead of arguments.
+    public func definitions(vhost: String = "/", groups: [String] = [], codes: [(group: String, code: CodeVersion)] = []) -> String {
         func arguments(_ a: [String: Argument]) -> [String: Any] {
             a.mapValues { v -> Any in
                 switch v {
@@ -163,7 +197,7 @@ public struct Topology: Sendable, Equatable {
                 }
             }
         }
-        let queues = [deadQueue, orchestratorQueue] + groups.map(groupQueue)
+        let queues = [deadQueue, orchestratorQueue] + groups.map(groupQueue) + codes.map { groupQueue($0.group, code: $0.code) }
         var policy: [String: Any] = ["dead-letter-exchange": deadLetterExchange]
         if queueType == .quorum { policy["delivery-limit"] = deliveryLimit }
         let escaped = prefix.replacingOccurrences(of: ".", with: "\\.")

@@ -25,9 +25,12 @@ public struct Messages: Sendable {
     /// `task.execute` on `execute.<group>`: run (or replay) this task version, with its root
     /// promise and every promise below it (what a replay needs), and the failures of the step it
     /// retries, if any. Reporting for this version claims it.
+    ///
+    /// A workflow whose first run recorded a code version (``CodeVersion``) goes to
+    /// `execute.<group>,<function>,v<n>`: only workers that serve that version consume it.
     public func execute(_ task: TaskRecord, promise: PromiseRecord, children: [PromiseRecord]) -> OutboxMessage {
-        OutboxMessage(exchange: topology.exchange, routingKey: Topology.executeRoutingKey(task.group), kind: MessageKind.execute.rawValue,
-                      body: Self.taskMessage(task, promise: promise, children: children))
+        OutboxMessage(exchange: topology.exchange, routingKey: Topology.executeRoutingKey(task.group, code: CodeVersion.recorded(by: task.id, in: children)),
+                      kind: MessageKind.execute.rawValue, body: Self.taskMessage(task, promise: promise, children: children))
     }
 
     /// The body of execute messages and claim replies: the task (with the failures of the step

@@ -269,9 +269,10 @@ final class OutboxRelay: Sendable {
         var reason: String
     }
 
-    /// The group an execute message goes to, or `nil` for any other row.
+    /// The route (`execute.<group>`, or `execute.<group>,<function>,v<n>` for a workflow pinned
+    /// to a code version) an execute message goes to, or `nil` for any other row.
     static func group(of row: OutboxMessage) -> String? {
-        row.exchange.isEmpty ? nil : Topology.group(ofExecuteRoutingKey: row.routingKey)
+        row.exchange.isEmpty || Topology.route(ofExecuteRoutingKey: row.routingKey) == nil ? nil : row.routingKey
     }
 
     /// Publishes one row (execute messages `mandatory`; its group's queue is declared first);
@@ -328,8 +329,8 @@ final class OutboxRelay: Sendable {
                 if attempt >= Self.attemptsBeforeSettingAside {
                     if e.code == .unroutable, let group = Self.group(of: row), config.declare != .all {
                         return try await setAside(row, reason: "no queue takes \(row.routingKey) and --declare \(config.declare.rawValue) "
-                            + "declares none: create the queue '\(config.groupQueue(group))' bound to '\(config.exchange)' with '\(row.routingKey)' "
-                            + "(warren topology export --group \(group)), then warren outbox retry")
+                            + "declares none: create the queue '\(Self.queue(of: group, in: config.topology).name)' bound to '\(config.exchange)' with '\(row.routingKey)' "
+                            + "(warren topology export --group \(Topology.route(ofExecuteRoutingKey: group)?.group ?? group)), then warren outbox retry")
                     }
                     return try await setAside(row, reason: e.message)
                 }
@@ -459,7 +460,7 @@ final class OutboxRelay: Sendable {
             return
         }
         let topology = config.topology
-        let queue = topology.groupQueue(group)
+        let queue = Self.queue(of: group, in: topology)
         do {
             try await channel.queueDeclare(queue.name, durable: true, arguments: TopologyDeclarer.fieldTable(queue.arguments))
         } catch let e as AMQPError where e.code == .preconditionFailed {
@@ -474,5 +475,11 @@ final class OutboxRelay: Sendable {
         }
         for b in queue.bindings { try await channel.queueBind(queue.name, exchange: b.exchange, routingKey: b.routingKey) }
         _ = declaredGroups.withLock { $0.insert(group) }
+    }
+
+    /// The queue of an execute route (see ``group(of:)``): the group's, or its code version's.
+    static func queue(of route: String, in topology: Topology) -> Topology.Queue {
+        let parsed = Topology.route(ofExecuteRoutingKey: route)
+        return topology.groupQueue(parsed?.group ?? route, code: parsed?.code)
     }
 }

@@ -256,12 +256,19 @@ struct TasksCommand: AsyncParsableCommand {
                 let page = try await options.client.send("GET", "/tasks", query: query) as? [String: Any] ?? [:]
                 if options.json { printJSON(page); return }
                 let tasks = page["tasks"] as? [[String: Any]] ?? []
-                printTable(["TASK", "GROUP", "STATE", "VERSION", "WORKER", "AWAITING", "UPDATED"], tasks.map { t in
+                func code(_ t: [String: Any]) -> [String: Any]? { t["code"] as? [String: Any] }
+                printTable(["TASK", "GROUP", "STATE", "VERSION", "CODE", "WORKER", "AWAITING", "UPDATED"], tasks.map { t in
                     [t["id"] as? String ?? "", t["group"] as? String ?? "", t["state"] as? String ?? "", "\(t["version"] ?? "")",
+                     code(t).map { "\($0["function"] ?? "") v\($0["version"] ?? "")" } ?? "",
                      t["worker"] as? String ?? "", (t["awaiting"] as? [String] ?? []).joined(separator: ","), formatTime(t["updatedOn"])]
                 })
-                for t in tasks { if let why = t["blocked"] as? String { print("\(t["id"] as? String ?? "") blocked: \(why)") } }
-                for t in tasks { if let why = t["blocked"] as? String { print("\(t["id"] as? String ?? "") blocked: \(why)") } }
+                for t in tasks {
+                    let id = t["id"] as? String ?? ""
+                    if let why = t["blocked"] as? String { print("\(id) blocked: \(why)") }
+                    if t["state"] as? String == "pending", let c = code(t), let queue = c["queue"] as? String {
+                        print("\(id) waits in \(queue) for a worker that serves \(c["function"] ?? "") v\(c["version"] ?? "")")
+                    }
+                }
                 if let next = page["cursor"] as? String { print("more: --cursor \(next)") }
             }
         }
@@ -281,6 +288,7 @@ struct TopologyCommand: AsyncParsableCommand {
                 Import it with `rabbitmqctl import_definitions FILE` (or the management UI), then run Warren with
                 --declare verify (or none). Example:
                   warren topology export --queue-type quorum --group refunds --group reports > warren-definitions.json
+                  warren topology export --group refunds --code refunds,refund,v1 --code refunds,refund,v2
                 """)
         @Option(help: "The prefix of every exchange and queue (WARREN_PREFIX).") var prefix = ProcessInfo.processInfo.environment["WARREN_PREFIX"] ?? "warren"
         @Option(help: "The vhost the definitions are for.") var vhost = "/"
@@ -288,14 +296,22 @@ struct TopologyCommand: AsyncParsableCommand {
         var queueType = ProcessInfo.processInfo.environment["WARREN_QUEUE_TYPE"] ?? "classic"
         @Option(name: .customLong("delivery-limit"), help: "The x-delivery-limit of quorum queues.") var deliveryLimit = Topology.defaultDeliveryLimit
         @Option(name: .customLong("group"), help: "A worker group whose queue to include (repeat for more).") var groups: [String] = []
+        @Option(name: .customLong("code"),
+                help: "A code version's queue to include, as <group>,<function>,v<n> (register(_:version:); repeat for more).")
+        var codes: [String] = []
 
         func validate() throws {
             guard Topology.QueueType(rawValue: queueType) != nil else { throw ValidationError("--queue-type must be classic or quorum") }
+            for c in codes where Topology.route(ofExecuteRoutingKey: Topology.executePrefix + c)?.code == nil {
+                throw ValidationError("--code '\(c)' is not <group>,<function>,v<n> (for example refunds,refund,v2)")
+            }
         }
 
         func run() throws {
+            let versions = codes.compactMap { Topology.route(ofExecuteRoutingKey: Topology.executePrefix + $0) }
+                .compactMap { r in r.code.map { (group: r.group, code: $0) } }
             print(Topology(prefix: prefix, queueType: Topology.QueueType(rawValue: queueType)!, deliveryLimit: deliveryLimit)
-                .definitions(vhost: vhost, groups: groups))
+                .definitions(vhost: vhost, groups: groups, codes: versions))
         }
     }
 }

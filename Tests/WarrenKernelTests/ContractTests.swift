@@ -1,4 +1,5 @@
 import Testing
+import WarrenContract
 import WarrenStore
 @testable import WarrenKernel
 
@@ -96,5 +97,55 @@ struct ContractTests {
         #expect(throws: ContractError.self) { try decode("promise.create", #"{"id": "p"}"#, type: "promise.resolve") }
         #expect((try? decode("promise.create", #"{"id": "p"}"#, type: "promise.create")) != nil)
         #expect(throws: ContractError.self) { try decode("promise.create", #"{"id": "p", "param": ""# + String(repeating: "x", count: 1000) + #""}"#) }
+    }
+}
+
+/// Code versions: the marker a workflow's first run records, and the routes it pins.
+@Suite("Code versions")
+struct CodeVersionTests {
+    @Test func aPinnedRouteNamesItsGroupFunctionAndVersionAndNoOtherRoute() throws {
+        let code = try #require(CodeVersion(function: "refund", version: 2))
+        let key = Topology.executeRoutingKey("workers", code: code)
+        #expect(key == "execute.workers,refund,v2")
+        #expect(Topology(prefix: "w").groupQueueName("workers", code: code) == "w.group.workers,refund,v2")
+        let parsed = try #require(Topology.route(ofExecuteRoutingKey: key))
+        #expect(parsed.group == "workers" && parsed.code == code)
+        // Groups and functions may have dots: the commas keep every route apart.
+        let dotted = try #require(Topology.route(ofExecuteRoutingKey: Topology.executeRoutingKey("a.b", code: CodeVersion(function: "c.d", version: 1))))
+        #expect(dotted.group == "a.b" && dotted.code?.function == "c.d")
+        #expect(Topology.route(ofExecuteRoutingKey: "execute.workers")?.code == nil)
+        #expect(Topology.group(ofExecuteRoutingKey: "execute.workers") == "workers")
+        for bad in ["execute.w,f", "execute.w,f,2", "execute.w,f,v0", "execute.w,f,vx", "execute.w,,v1", "execute.w,f,v1,x", "settled.x"] {
+            #expect(Topology.route(ofExecuteRoutingKey: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func onlyNamesAQueueCanCarryMakeACodeVersion() {
+        #expect(CodeVersion(function: "refund", version: 0) == nil)
+        #expect(CodeVersion(function: "re fund", version: 1) == nil)
+        #expect(CodeVersion(function: "a,b", version: 1) == nil)
+        #expect(CodeVersion(function: String(repeating: "f", count: 65), version: 1) == nil)
+        #expect(CodeVersion.problem(function: "a#b", version: 1)?.contains("letters, digits") == true)
+        #expect(CodeVersion.problem(function: "refund", version: 0)?.contains("from 1") == true)
+        #expect(CodeVersion.problem(function: "refund", version: 3) == nil)
+    }
+
+    @Test func theExecuteMessageOfAPinnedWorkflowGoesToItsVersionsQueue() throws {
+        let messages = Messages(topology: Topology())
+        let task = TaskRecord(id: "r-1", group: "workers", state: .pending, version: 3, worker: nil, updatedOn: 0)
+        let root = PromiseRecord(id: "r-1", timeout: 0, createdOn: 0)
+        let code = try #require(CodeVersion(function: "refund", version: 2))
+        let marker = PromiseRecord(id: CodeVersion.markerID(of: "r-1"), state: .resolved, value: PromiseValue(data: code.markerValue),
+                                   timeout: 0, createdOn: 0, tags: [PromiseRecord.kindTag: CodeVersion.markerKind])
+        #expect(CodeVersion(marker: marker) == code)
+        #expect(messages.execute(task, promise: root, children: [PromiseRecord(id: "r-1.1", timeout: 0, createdOn: 0), marker]).routingKey == "execute.workers,refund,v2")
+        #expect(messages.execute(task, promise: root, children: [PromiseRecord(id: "r-1.1", timeout: 0, createdOn: 0)]).routingKey == "execute.workers")
+        // A marker of a child workflow is its own, and a forged one that is no version routes as unpinned.
+        let childs = PromiseRecord(id: CodeVersion.markerID(of: "r-1.1"), state: .resolved, value: PromiseValue(data: code.markerValue),
+                                   timeout: 0, createdOn: 0, tags: [PromiseRecord.kindTag: CodeVersion.markerKind])
+        #expect(messages.execute(task, promise: root, children: [childs]).routingKey == "execute.workers")
+        let forged = PromiseRecord(id: CodeVersion.markerID(of: "r-1"), state: .resolved, value: PromiseValue(data: #"{"function":"a#b","version":1}"#),
+                                   timeout: 0, createdOn: 0, tags: [PromiseRecord.kindTag: CodeVersion.markerKind])
+        #expect(messages.execute(task, promise: root, children: [forged]).routingKey == "execute.workers")
     }
 }

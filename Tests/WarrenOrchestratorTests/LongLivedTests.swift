@@ -97,6 +97,61 @@ struct LongLivedTests {
         }
     }
 
+    /// The code version a workflow recorded, from its marker promise.
+    func codeVersion(_ id: String, _ client: Warren) async throws -> Int? {
+        let marker = try await client.promises.get(CodeVersion.markerID(of: id))
+        return marker.tags[PromiseRecord.kindTag] == CodeVersion.markerKind ? CodeVersion(marker: marker)?.version : nil
+    }
+
+    @Test func versionedDeploysKeepEachWorkflowOnTheCodeItStartedUnder() async throws {
+        try await withWorkflows(workerEnvironment: ["WARREN_VERSIONS": "1"]) { orchestrator, v1, client in
+            let v2 = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+            defer { v2.remove() }
+            let both = WorkerProcess(prefix: orchestrator.prefix, n: 3)
+            defer { both.remove() }
+            // Deployed v1: two workflows start under it and wait for their approvals.
+            for id in ["vo-1", "vo-2"] {
+                _ = try await client.beginRpc(id, "versioned-workflow", id, target: "workers")
+                try await waitForTask(id, state: "suspended", of: orchestrator)
+                #expect(try await codeVersion(id, client) == 1)
+            }
+            // v1 goes, a v2-only deploy comes: vo-1's approval arrives, but its execute message
+            // waits in v1's queue, untouched, while v2 starts and runs new workflows.
+            await v1.kill(SIGKILL)
+            try v2.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_VERSIONS": "2"])
+            _ = try await client.promises.resolve("vo-1.2", value: "approved")
+            _ = try await client.beginRpc("vn-1", "versioned-workflow", "vn-1", target: "workers")
+            try await waitForTask("vn-1", state: "suspended", of: orchestrator)
+            #expect(try await codeVersion("vn-1", client) == 2)
+            #expect(try await client.promises.get("vn-1.1").state == .pending, "v2 waits before it notes")
+            _ = try await client.promises.resolve("vn-1.1", value: "approved")
+            let new = try await within(.seconds(30), "vn-1's result") { try await client.get("vn-1").result(as: String.self) }
+            #expect(new == "versioned vn-1 approved under v2")
+            // Meanwhile vo-1 neither moved nor failed: pending in v1's queue, no worker, not blocked.
+            let waiting = try await task("vo-1", of: orchestrator)
+            #expect(waiting["state"] as? String == "pending" && waiting["worker"] == nil && waiting["blocked"] == nil, "\(waiting)")
+            #expect((waiting["code"] as? [String: Any])?["queue"] as? String == "\(orchestrator.prefix).group.workers,versioned-workflow,v1",
+                    "\(waiting)")
+            #expect(try await http("GET", orchestrator.httpURL + "/workflows/vo-1").json["state"] as? String == "PENDING")
+            let listed = try await ProductTests.warren(orchestrator, ["tasks", "list", "--state", "pending"])
+            #expect(listed.status == 0 && listed.output.contains("versioned-workflow v1")
+                    && listed.output.contains("vo-1 waits in \(orchestrator.prefix).group.workers,versioned-workflow,v1 for a worker that serves versioned-workflow v1"),
+                    "\(listed.output)")
+            // A deploy serving both: every workflow finishes, each under its own code.
+            try both.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_VERSIONS": "1,2"])
+            let old = try await within(.seconds(30), "vo-1's result") { try await client.get("vo-1").result(as: String.self) }
+            #expect(old == "versioned vo-1 approved under v1")
+            _ = try await client.promises.resolve("vo-2.2", value: "rejected")
+            let other = try await within(.seconds(30), "vo-2's result") { try await client.get("vo-2").result(as: String.self) }
+            #expect(other == "versioned vo-2 rejected under v1")
+            // A new workflow on the deploy of both starts under the highest version.
+            _ = try await client.beginRpc("vn-2", "versioned-workflow", "vn-2", target: "workers")
+            try await waitForTask("vn-2", state: "suspended", of: orchestrator)
+            #expect(try await codeVersion("vn-2", client) == 2)
+            #expect(!v2.text.contains("vo-1") && !v2.text.contains("task blocked"), "the v2-only worker never took a v1 workflow")
+        }
+    }
+
     @Test func aCanceledWorkflowSeesItAtItsAwaitAndCompensates() async throws {
         try await withWorkflows { orchestrator, worker, client in
             let waiting = Task { try await client.rpc("cw-1", "compensating-workflow", "cw-1", target: "workers", as: String.self) }

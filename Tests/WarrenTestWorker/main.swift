@@ -219,6 +219,24 @@ nonisolated func main() async throws {
     if code == "fixed" {
         warren.register("later-workflow") { (_: Context, id: String) async throws -> String in "later \(id) under \(code)" }
     }
+    // Versions of one function deployed side by side (WARREN_VERSIONS: "1", "2" or "1,2"): v1
+    // notes, then waits for an approval; v2 waits first and notes after, so a history recorded by
+    // v1 and replayed by v2 would depart from it.
+    let versions = Set((env["WARREN_VERSIONS"] ?? "").split(separator: ",").compactMap { Int($0) })
+    if versions.contains(1) {
+        warren.register("versioned-workflow", version: 1) { (ctx: Context, id: String) async throws -> String in
+            _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "noted \(s)" }, id, name: "note")
+            let decision: String = try await ctx.promise().value()
+            return "versioned \(id) \(decision) under v1"
+        }
+    }
+    if versions.contains(2) {
+        warren.register("versioned-workflow", version: 2) { (ctx: Context, id: String) async throws -> String in
+            let decision: String = try await ctx.promise().value()
+            _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "noted \(s)" }, id, name: "note")
+            return "versioned \(id) \(decision) under v2"
+        }
+    }
     // Waits for an approval; canceled, it compensates with a step, then rethrows.
     warren.register("compensating-workflow") { (ctx: Context, id: String) async throws -> String in
         let approval = try await ctx.promise()

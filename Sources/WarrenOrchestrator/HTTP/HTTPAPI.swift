@@ -400,7 +400,7 @@ struct HTTPAPI: Sendable {
 
     func view(of p: PromiseRecord) async throws -> WorkflowView {
         let task = try await store.read { tx in
-            try tx.task(id: p.id).map { TaskView($0, awaiting: try tx.awaitedPromises(taskID: $0.id)) }
+            try tx.task(id: p.id).map { try TaskView($0, tx: tx, topology: self.config.topology, now: Self.now()) }
         }
         let value = p.value.data.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
         return WorkflowView(id: p.id, function: p.tags["warren:function"], state: p.state.rawValue,
@@ -432,7 +432,7 @@ struct HTTPAPI: Sendable {
         let (s, l, c) = (states, limit, cursor)
         let page = try await store.read { tx in
             let (tasks, next) = try tx.tasks(states: s, limit: l, cursor: c)
-            return (try tasks.map { TaskView($0, awaiting: try tx.awaitedPromises(taskID: $0.id)) }, next)
+            return (try tasks.map { try TaskView($0, tx: tx, topology: self.config.topology, now: Self.now()) }, next)
         }
         struct Page: Encodable { var tasks: [TaskView]; var cursor: String? }
         return Self.json(.ok, Page(tasks: page.0, cursor: page.1))

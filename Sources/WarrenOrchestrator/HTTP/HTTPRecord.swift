@@ -99,9 +99,26 @@ struct TaskView: Encodable {
     var updatedOn: Int64
     /// Why a blocked task cannot go on (the step, what was recorded and what the code did).
     var blocked: String?
+    /// The code version the workflow started under, and the queue its execute messages wait in
+    /// for a worker that serves it.
+    var code: Code?
+
+    struct Code: Encodable {
+        var function: String
+        var version: Int
+        var queue: String
+    }
 }
 
 extension TaskView {
+    /// The task, with what it awaits and the code version its workflow recorded.
+    init(_ t: TaskRecord, tx: any StoreReader, topology: Topology, now: Int64) throws {
+        self.init(t, awaiting: try tx.awaitedPromises(taskID: t.id))
+        if let marker = try tx.promise(id: CodeVersion.markerID(of: t.id), now: now), let version = CodeVersion(marker: marker) {
+            code = Code(function: version.function, version: version.version, queue: topology.groupQueueName(t.group, code: version))
+        }
+    }
+
     init(_ t: TaskRecord, awaiting: [String]) {
         id = t.id
         group = t.group

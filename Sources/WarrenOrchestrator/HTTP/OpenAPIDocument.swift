@@ -313,10 +313,15 @@ enum OpenAPIDocument {
           "id": {"type": "string"},
           "group": {"type": "string"},
           "state": {"type": "string", "enum": ["pending", "acquired", "suspended", "blocked", "completed"]},
-          "version": {"type": "integer", "format": "int64"},
+          "version": {"type": "integer", "format": "int64", "description": "raised on every hand-out (fencing); not the code version"},
           "worker": {"type": "string"},
           "awaiting": {"type": "array", "items": {"type": "string"}},
           "blocked": {"type": "string", "description": "why the task is blocked (state blocked): the step where a replay departed from its history and both kinds, or a function no worker registered"},
+          "code": {
+            "type": "object", "required": ["function", "version", "queue"],
+            "description": "the code version the workflow started under (register(_:version:)); its execute messages wait in queue for a worker that serves it",
+            "properties": {"function": {"type": "string"}, "version": {"type": "integer"}, "queue": {"type": "string"}}
+          },
           "updatedOn": {"type": "integer", "format": "int64"}
         }
       },
