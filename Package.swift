@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Warren", targets: ["Warren"]),
         .library(name: "WarrenContract", targets: ["WarrenContract"]),
         .library(name: "WarrenKernel", targets: ["WarrenKernel"]),
+        .library(name: "WarrenTesting", targets: ["WarrenTesting"]),
         .executable(name: "warren", targets: ["warren"]),
     ],
     dependencies: [
@@ -131,17 +132,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The SDK's replay core driven by a recorded history, with no broker.
+        // The test kit a user's tests import: registered workflows run in-process on the kernel
+        // and the in-memory store, with a virtual clock; no broker.
+        .target(
+            name: "WarrenTesting",
+            dependencies: ["Warren", "WarrenKernel", "WarrenStore", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The SDK's replay core driven by a recorded history, with no broker; the test kit.
         .testTarget(
             name: "WarrenTests",
-            dependencies: ["Warren", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Warren", "WarrenTesting", .product(name: "Logging", package: "swift-log")]
         ),
         // A worker with the human-in-the-loop workflow, for the process-level tests.
         // The examples (Examples/): the seed article's human-in-the-loop worker and gateway, and
         // a refund that needs a manager's approval within a deadline.
+        .target(name: "HumanInTheLoopWorkflow", dependencies: ["Warren"], path: "Examples/HumanInTheLoop/Workflow"),
         .executableTarget(
             name: "hitl-worker",
-            dependencies: ["Warren", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["Warren", "HumanInTheLoopWorkflow", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Examples/HumanInTheLoop/Worker"
         ),
         .executableTarget(
@@ -149,10 +157,16 @@ let package = Package(
             dependencies: ["Warren", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Examples/HumanInTheLoop/Gateway"
         ),
+        .target(name: "RefundWorkflow", dependencies: ["Warren"], path: "Examples/RefundApproval/Workflow"),
         .executableTarget(
             name: "refund-approval",
-            dependencies: ["Warren", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
-            path: "Examples/RefundApproval"
+            dependencies: ["Warren", "RefundWorkflow", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "Examples/RefundApproval/App"
+        ),
+        // The examples' workflows, tested with the test kit: week-long waits in milliseconds.
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["WarrenTesting", "Warren", "RefundWorkflow", "HumanInTheLoopWorkflow"]
         ),
         .executableTarget(
             name: "WarrenTestWorker",
@@ -187,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenOrchestratorTests",
-            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "WarrenStorePostgres", "Warren", "WarrenContract", "WarrenLinks", "WarrenTestSupport"]
+            dependencies: ["WarrenOrchestrator", "AMQP", "WarrenStore", "WarrenStorePostgres", "Warren", "WarrenContract", "WarrenLinks", "WarrenTestSupport", "WarrenTesting"]
         ),
         // Store throughput and size (Scripts/bench-store.sh), and the writer the crash test kills.
         .executableTarget(

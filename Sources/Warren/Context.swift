@@ -63,12 +63,16 @@ public final class Context: Sendable {
         var sent: [any Receipt] = []
     }
     private let state: Mutex<State>
+    /// The time `now()` records, in epoch milliseconds: the wall clock, or a test's virtual one.
+    let clock: @Sendable () -> Int64
     /// The steps started with `beginRun`: children of the run (``run(_:)``).
     private let scope = StepScope()
 
     init(id: String, history: [PromiseRecord], retry: TaskRetryInfo? = nil, transport: any Transport, links: LinkSigner? = nil,
-         progress: ProgressReporter? = nil, canceled: Bool = false, logger: Logger = Logger(label: "warren.workflow")) {
+         progress: ProgressReporter? = nil, canceled: Bool = false, logger: Logger = Logger(label: "warren.workflow"),
+         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.id = id
+        self.clock = clock
         self.baseLogger = logger
         self.isCanceled = canceled
         self.links = links
@@ -273,7 +277,7 @@ public final class Context: Sendable {
 
     /// The current time, recorded: a replay returns the same instant.
     public func now() async throws -> Date {
-        let millis = try await recorded(kind: "now") { Int64(Date().timeIntervalSince1970 * 1000) }
+        let millis = try await recorded(kind: "now") { clock() }
         return Date(timeIntervalSince1970: Double(millis) / 1000)
     }
 

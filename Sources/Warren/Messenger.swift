@@ -133,10 +133,7 @@ final class Messenger: Sendable {
 
     /// A command answered with a promise, or the orchestrator's refusal as an error.
     func promiseRequest(_ kind: MessageKind, _ body: String) async throws -> (promise: PromiseRecord, created: Bool) {
-        let reply = try JSONDecoder().decode(Wire.Reply.self, from: Data(try await request(kind, body).body))
-        if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
-        guard let promise = reply.promise else { throw WarrenError(.refused, "\(kind): the reply holds no promise") }
-        return (promise, reply.created ?? false)
+        try Wire.promiseReply(to: kind, try await request(kind, body).body)
     }
 
     /// A command that subscribes to a promise (`promise.subscribe`, or `workflow.start` with

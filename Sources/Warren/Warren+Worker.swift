@@ -134,7 +134,7 @@ extension Warren {
             }
             let watched = leases.begin(taskID: message.task.id, version: message.task.version, held: held)
             defer { leases.end(watched) }
-            try await runTask(message)
+            try await runner.run(message)
         } catch let e as WarrenError where e.code == .unavailable {
             // The orchestrator did not answer: give the message back; it comes again, redelivered,
             // and whoever gets it takes a new version.
@@ -155,114 +155,6 @@ extension Warren {
             logger.debug("execute message dropped", metadata: ["error": "\(error)"])
         }
         held.settle { try $0.ack() }
-    }
-
-    private func runTask(_ message: Wire.TaskMessage) async throws {
-        let task = message.task
-        let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param.data)
-        let ctx = Context(id: task.id, history: message.children, retry: task.retry, transport: messenger, links: links,
-                          progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger),
-                          canceled: message.promise.state == .rejectedCanceled, logger: logger)
-        var outcome: (kind: MessageKind, fields: [(String, String?)])
-        switch chooseFunction(invocation.function, for: task.id, history: message.children) {
-        case .run(let function, let pin):
-            // A first run of a versioned function records the version it starts under.
-            if let pin { ctx.record(CodeVersion.markerID(of: task.id), kind: CodeVersion.markerKind, state: "resolved", value: pin.markerValue) }
-            let argument = invocation.args.first?.jsonText ?? "null"
-            // The steps it starts run as children of the run, and finish before it reports.
-            switch await ctx.run({ try await function(ctx, argument) }) {
-            case .success(let value) where value.utf8.count > Wire.maximumValueBytes:
-                outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error":
-                    "the workflow returned \(value.utf8.count) bytes; a value may hold \(Wire.maximumValueBytes) (keep large data elsewhere and return a reference)"]))])
-            case .success(let value):
-                outcome = (.completeTask, [("state", "\"resolved\""), ("value", value)])
-            case .failure(let error):
-                outcome = (.completeTask, [("state", "\"rejected\""), ("value", try Wire.json(["error": "\(error)"]))])
-            }
-        case .block(let reason):
-            // A rolling deploy: this worker does not have the function (or its version) yet, or
-            // any more. The task waits, blocked, for a worker that has it; the workflow is not
-            // failed for it.
-            try await block(task, reason: reason + "; the task waits for a worker that has it")
-            return
-        }
-        let report = ctx.takeReport()
-        if let departure = report.departure {
-            // The code changed under a recorded history: park the task (nothing of this run is
-            // recorded); a fixed deploy, or `warren workflows retry|fail`, decides.
-            for sent in report.progressSent { try await sent.wait() }
-            try await block(task, reason: departure.message)
-            return
-        }
-        // A suspension or a retry stops the run even if the workflow's code caught it; a
-        // workflow that returned with children still running waits for them before it completes
-        // (a replay then returns the same outcome).
-        switch report.interrupt {
-        case let s as Suspension: outcome = (.suspendTask, [("awaiting", try Wire.json(s.awaiting))])
-        case let r as RetryRequest: outcome = (.retryTask, [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
-        default: if !report.children.isEmpty { outcome = (.suspendTask, [("awaiting", try Wire.json(report.children))]) }
-        }
-        // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
-        // Steps that would make it larger than a command may be go first, in progress messages.
-        let fencing = [("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID))]
-        var steps = report.steps
-        var progressSent = report.progressSent
-        if steps.reduce(0, { $0 + $1.utf8.count + 1 }) > Wire.reportBudget {
-            let reporter = ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: messenger)
-            progressSent += try reporter.sendInChunks(steps)
-            steps = []
-        }
-        let body = Wire.object(fencing + outcome.fields + [("steps", steps.isEmpty ? nil : "[" + steps.joined(separator: ",") + "]")])
-        let confirmation = try messenger.publish(outcome.kind, body)
-        for sent in progressSent { try await sent.wait() }
-        try await confirmation.wait()
-        logger.debug(outcome.kind == .suspendTask ? "task suspended" : outcome.kind == .retryTask ? "task retries a step" : "task completed",
-                     metadata: ["task": "\(task.id)", "version": "\(task.version)"])
-    }
-}
-
-extension Warren {
-    enum Choice {
-        /// Run this function; record `pin` first (a first run of a versioned function).
-        case run(Function, pin: CodeVersion?)
-        /// This worker cannot run it, for this reason.
-        case block(String)
-    }
-
-    /// Which registered function runs workflow `id` of function `name`, given its history:
-    ///
-    /// - one that recorded a code version runs on that version, or nowhere here;
-    /// - a new one (no history) of a versioned function starts under the highest version here;
-    /// - one that started before its function had versions (a history, no marker), and every
-    ///   workflow of a function without versions, runs on the function registered without one.
-    func chooseFunction(_ name: String, for id: String, history: [PromiseRecord]) -> Choice {
-        let versions = versioned.withLock { $0[name] ?? [:] }
-        let here = "worker \(workerID) of group '\(group)'"
-        if let pin = CodeVersion.recorded(by: id, in: history) {
-            if let function = versions[pin.version] { return .run(function, pin: nil) }
-            let serves = versions.keys.sorted().map { "v\($0)" }.joined(separator: ", ")
-            return .block("workflow \(id) started under \(pin), which \(here) does not serve (it serves \(name) "
-                + "\(serves.isEmpty ? "without versions" : serves)); register(\"\(name)\", version: \(pin.version)) on a worker")
-        }
-        if history.isEmpty, let newest = versions.keys.max(), let function = versions[newest] {
-            return .run(function, pin: CodeVersion(function: name, version: newest))
-        }
-        if let function = functions.withLock({ $0[name] }) { return .run(function, pin: nil) }
-        if !versions.isEmpty {
-            return .block("workflow \(id) started before \(name) had versions, and \(here) has \(name) only with versions "
-                + "(\(versions.keys.sorted().map { "v\($0)" }.joined(separator: ", "))); register the code it started under "
-                + "without a version: register(\"\(name)\") { ... }")
-        }
-        let known = (functions.withLock { Array($0.keys) } + versioned.withLock { Array($0.keys) }).sorted()
-        return .block("no function '\(name)' is registered on \(here) (it has: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
-    }
-
-    /// Reports that the task cannot go on here (`task.block`), with the reason an operator reads.
-    func block(_ task: Wire.TaskMessage.Task, reason: String) async throws {
-        let body = Wire.object([("id", Wire.quote(task.id)), ("version", "\(task.version)"), ("worker", Wire.quote(workerID)),
-                                ("reason", Wire.quote(reason))])
-        try await messenger.publish(.blockTask, body).wait()
-        logger.warning("task blocked", metadata: ["task": "\(task.id)", "version": "\(task.version)", "reason": "\(reason)"])
     }
 }
 

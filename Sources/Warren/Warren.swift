@@ -42,11 +42,8 @@ public final class Warren: Service {
     /// The broker user whose execute messages this worker runs (their broker-validated
     /// `user_id`); `nil` runs anyone's.
     public let orchestratorUser: String?
-    typealias Function = @Sendable (Context, String) async throws -> String
-    /// The functions registered without a version, by name.
-    let functions = Mutex<[String: Function]>([:])
-    /// The functions registered with a version, by name and version.
-    let versioned = Mutex<[String: [Int: Function]]>([:])
+    /// The workflow functions registered on this instance.
+    let registry = Registry()
 
     /// Connects to the broker.
     /// - Parameters:
@@ -110,7 +107,7 @@ public final class Warren: Service {
     public func register<A: Decodable & Sendable, R: Encodable & Sendable>(
         _ name: String, _ function: @escaping @Sendable (Context, A) async throws -> R
     ) {
-        functions.withLock { $0[name] = Self.erase(function) }
+        registry.register(name, version: nil, function)
     }
 
     /// Registers version `version` of workflow `name`, for deploys under waiting workflows
@@ -131,23 +128,13 @@ public final class Warren: Service {
     public func register<A: Decodable & Sendable, R: Encodable & Sendable>(
         _ name: String, version: Int, _ function: @escaping @Sendable (Context, A) async throws -> R
     ) {
-        versioned.withLock { $0[name, default: [:]][version] = Self.erase(function) }
-    }
-
-    private static func erase<A: Decodable & Sendable, R: Encodable & Sendable>(
-        _ function: @escaping @Sendable (Context, A) async throws -> R
-    ) -> Function {
-        { ctx, argumentJSON in
-            let argument = try Wire.decode(A.self, from: argumentJSON)
-            return try Wire.json(try await function(ctx, argument))
-        }
+        registry.register(name, version: version, function)
     }
 
     /// The code versions registered, which ``run()`` consumes a queue for each of; throws for a
     /// version that cannot name one.
     func codeVersions() throws -> [CodeVersion] {
-        let registered = versioned.withLock { v in v.flatMap { name, versions in versions.keys.map { (name, $0) } } }
-        return try registered.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { name, version in
+        try registry.versions.map { name, version in
             guard let code = CodeVersion(function: name, version: version) else {
                 throw WarrenError(.configuration, "register(\"\(name)\", version: \(version)): "
                     + (CodeVersion.problem(function: name, version: version) ?? "not a code version"))
@@ -159,6 +146,12 @@ public final class Warren: Service {
             }
             return code
         }
+    }
+
+    /// How this worker runs a task: with its functions, reporting over its connection.
+    var runner: TaskRunner {
+        TaskRunner(registry: registry, transport: messenger, workerID: workerID, group: group, links: links, logger: logger,
+                   clock: { Int64(Date().timeIntervalSince1970 * 1000) })
     }
 
     /// Closes the connection.

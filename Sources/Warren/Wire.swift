@@ -2,7 +2,7 @@ import Foundation
 import WarrenContract
 
 /// Small helpers for the JSON bodies of the message contract.
-enum Wire {
+package enum Wire {
     /// The largest value a step or a workflow may return, in bytes of JSON: the orchestrator's
     /// payload limit (docs/messages.md). A larger one fails its step (or workflow) at the worker,
     /// with the sizes in the error, instead of being refused after the worker moved on.
@@ -19,10 +19,10 @@ enum Wire {
     }()
 
     /// A JSON string literal for `s`.
-    static func quote(_ s: String) -> String { JSONValue.quote(s) }
+    package static func quote(_ s: String) -> String { JSONValue.quote(s) }
 
     /// The JSON text of a value.
-    static func json<T: Encodable>(_ value: T) throws -> String {
+    package static func json<T: Encodable>(_ value: T) throws -> String {
         do {
             return String(decoding: try encoder.encode(value), as: UTF8.self)
         } catch {
@@ -31,7 +31,7 @@ enum Wire {
     }
 
     /// A value from the JSON text a promise holds.
-    static func decode<T: Decodable>(_ type: T.Type, from text: String?) throws -> T {
+    package static func decode<T: Decodable>(_ type: T.Type, from text: String?) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data((text ?? "null").utf8))
         } catch {
@@ -40,7 +40,7 @@ enum Wire {
     }
 
     /// An object from (key, raw JSON text) pairs.
-    static func object(_ fields: [(String, String?)]) -> String {
+    package static func object(_ fields: [(String, String?)]) -> String {
         "{" + fields.compactMap { k, v in v.map { quote(k) + ": " + $0 } }.joined(separator: ", ") + "}"
     }
 
@@ -74,5 +74,24 @@ enum Wire {
     struct Invocation: Decodable {
         var function: String
         var args: [JSONValue]
+    }
+
+    /// The promise an answer to `kind` holds, or its refusal as an error.
+    package static func promiseReply(to kind: MessageKind, _ body: [UInt8]) throws -> (promise: PromiseRecord, created: Bool) {
+        let reply = try JSONDecoder().decode(Reply.self, from: Data(body))
+        if let error = reply.error { throw WarrenError(.refused, "\(kind): \(error.code): \(error.message)") }
+        guard let promise = reply.promise else { throw WarrenError(.refused, "\(kind): the reply holds no promise") }
+        return (promise, reply.created ?? false)
+    }
+
+    /// The body of `workflow.start`.
+    package static func startBody<A: Encodable>(_ id: String, _ function: String, _ argument: A, group: String,
+                                                timeout: Duration) throws -> String {
+        try Warren.startBody(id, function, argument, target: group, timeout: timeout, subscribe: false)
+    }
+
+    /// The value a settled promise holds, as `R`, or the error it was settled with.
+    package static func outcome<R: Decodable>(of p: PromiseRecord, as: R.Type) throws -> R {
+        try Context.outcome(of: p, as: R.self)
     }
 }

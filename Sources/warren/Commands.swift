@@ -202,19 +202,25 @@ struct Tree: AsyncParsableCommand {
     @Argument(help: "The workflow's id.") var id: String
     @OptionGroup var options: ClientOptions
 
+    /// Workflow `id`'s promise and every promise below it, page by page.
+    static func fetch(_ id: String, _ client: HTTPClient) async throws -> (root: [String: Any], children: [[String: Any]]) {
+        let root = try await client.send("GET", "/promises/" + PromisesCommand.Get.escape(id)) as? [String: Any] ?? [:]
+        var children: [[String: Any]] = []
+        var cursor: String? = nil
+        repeat {
+            var query = [("id", id + ".*"), ("limit", "1000")]
+            if let cursor { query.append(("cursor", cursor)) }
+            let page = try await client.send("GET", "/promises", query: query) as? [String: Any] ?? [:]
+            children += page["promises"] as? [[String: Any]] ?? []
+            cursor = page["cursor"] as? String
+        } while cursor != nil
+        return (root, children)
+    }
+
     func run() async throws {
         try await reporting {
-            let client = options.client
-            let root = try await client.send("GET", "/promises/" + PromisesCommand.Get.escape(id)) as? [String: Any] ?? [:]
-            var all: [[String: Any]] = [root]
-            var cursor: String? = nil
-            repeat {
-                var query = [("id", id + ".*"), ("limit", "1000")]
-                if let cursor { query.append(("cursor", cursor)) }
-                let page = try await client.send("GET", "/promises", query: query) as? [String: Any] ?? [:]
-                all += page["promises"] as? [[String: Any]] ?? []
-                cursor = page["cursor"] as? String
-            } while cursor != nil
+            let (root, children) = try await Self.fetch(id, options.client)
+            let all = [root] + children
             if options.json { printJSON(all); return }
             // Children in call order: by their numbers, not as strings.
             func key(_ p: [String: Any]) -> [Int] { (p["id"] as? String ?? "").split(separator: ".").dropFirst().map { Int($0) ?? 0 } }

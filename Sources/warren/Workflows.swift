@@ -4,8 +4,46 @@ import Foundation
 /// `warren workflows`: an operator's decisions on workflows (docs/workflows.md).
 struct WorkflowsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workflows", abstract: "Look at workflows, cancel them, retry blocked ones or fail them.",
-        subcommands: [Get.self, Cancel.self, Retry.self, Fail.self])
+        commandName: "workflows", abstract: "Look at workflows, cancel them, retry blocked ones or fail them, export their histories.",
+        subcommands: [Get.self, Cancel.self, Retry.self, Fail.self, Export.self])
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a workflow's history (its promise and every promise below it) as JSON, to replay against new code "
+                + "before deploying it (WarrenTesting's WarrenTestEnvironment.replay).",
+            discussion: "Example:\n  warren workflows export refund-42 --output Tests/Histories/refund-42.json")
+        @Argument(help: "The workflow's id.") var id: String
+        @Option(help: "The file to write (default: standard output).") var output: String?
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reporting {
+                let (root, children) = try await Tree.fetch(id, options.client)
+                // As the workers see them (docs/messages.md): data as its text, not the HTTP API's base64.
+                func plain(_ p: [String: Any]) -> [String: Any] {
+                    var p = p
+                    for field in ["param", "value"] {
+                        guard var v = p[field] as? [String: Any], let b64 = v["data"] as? String, let bytes = Data(base64Encoded: b64) else { continue }
+                        v["data"] = String(decoding: bytes, as: UTF8.self)
+                        p[field] = v
+                    }
+                    return p
+                }
+                let document: [String: Any] = ["format": "warren.history/1", "promise": plain(root), "children": children.map(plain)]
+                let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                if let output {
+                    do {
+                        try data.write(to: URL(fileURLWithPath: output))
+                    } catch {
+                        throw CLIError("cannot write \(output): \(error.localizedDescription)", code: 73)
+                    }
+                    FileHandle.standardError.write(Data("wrote \(id)'s history (\(children.count + 1) promises) to \(output)\n".utf8))
+                } else {
+                    FileHandle.standardOutput.write(data + Data("\n".utf8))
+                }
+            }
+        }
+    }
 
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a workflow: its state, result or error, and its task.",

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Warren
 import WarrenTestSupport
+import WarrenTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -149,6 +150,60 @@ struct LongLivedTests {
             try await waitForTask("vn-2", state: "suspended", of: orchestrator)
             #expect(try await codeVersion("vn-2", client) == 2)
             #expect(!v2.text.contains("vo-1") && !v2.text.contains("task blocked"), "the v2-only worker never took a v1 workflow")
+        }
+    }
+
+    /// WarrenTestWorker's `evolving-workflow` as each deploy has it (WARREN_CODE), for replays.
+    static func evolving(_ code: String) -> @Sendable (Context, String) async throws -> String {
+        { ctx, id in
+            var audited = ""
+            if code == "patched", ctx.patched("audit") {
+                _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "audited \(s)" }, id, name: "audit")
+                audited = " audited"
+            }
+            if code == "broken" {
+                try await ctx.sleep(for: .milliseconds(1))
+            } else {
+                _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "noted \(s)" }, id, name: "note")
+            }
+            let decision: String = try await ctx.promise().value()
+            return "evolving \(id) \(decision) under \(code)\(audited)"
+        }
+    }
+
+    @Test func anExportedHistoryReplaysAgainstNewCodeBeforeItIsDeployed() async throws {
+        try await withWorkflows { orchestrator, _, client in
+            _ = try await client.beginRpc("ex-1", "evolving-workflow", "ex-1", target: "workers")
+            try await waitForTask("ex-1", state: "suspended", of: orchestrator)
+            let file = NSTemporaryDirectory() + "ex-1-\(UUID().uuidString).json"
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let exported = try await ProductTests.warren(orchestrator, ["workflows", "export", "ex-1", "--output", file])
+            #expect(exported.status == 0, "\(exported.output)")
+            let waiting = try WorkflowHistory(contentsOf: URL(fileURLWithPath: file))
+            #expect(waiting.promise.id == "ex-1" && waiting.children.map(\.id) == ["ex-1.1", "ex-1.2"])
+
+            func replay(_ code: String, _ history: WorkflowHistory) async throws -> ReplayReport {
+                let env = WarrenTestEnvironment()
+                env.register("evolving-workflow", Self.evolving(code))
+                return try await env.replay(history)
+            }
+            // The code it ran under, and a patched change, replay it; the broken change departs at step 1.
+            let same = try await replay("v1", waiting)
+            #expect(same.difference == nil && same.outcome == .suspended(awaiting: ["ex-1.2"]) && same.newCalls.isEmpty, "\(same)")
+            let patched = try await replay("patched", waiting)
+            #expect(patched.difference == nil && patched.newCalls.isEmpty, "\(patched)")
+            let broken = try await replay("broken", waiting)
+            #expect(broken.difference?.contains("ex-1.1") == true && broken.difference?.contains("sleep") == true, "\(broken)")
+
+            // Finished, its history replays to the same result, and a change of the result shows.
+            _ = try await client.promises.resolve("ex-1.2", value: "approved")
+            _ = try await within(.seconds(30), "ex-1's result") { try await client.get("ex-1").result(as: String.self) }
+            let done = try await ProductTests.warren(orchestrator, ["workflows", "export", "ex-1"])
+            let finished = try WorkflowHistory(json: Data(done.output.utf8))
+            #expect(try await replay("v1", finished).difference == nil)
+            let renamed = try await replay("fixed", finished)
+            #expect(renamed.outcome == .completed("\"evolving ex-1 approved under fixed\"")
+                    && renamed.difference?.contains("evolving ex-1 approved under v1") == true, "\(renamed)")
         }
     }
 

@@ -10,6 +10,7 @@
 //   WARREN_LINK_KEY="k1 $(cat link-secret)" swift run hitl-worker
 import Foundation
 import Logging
+import HumanInTheLoopWorkflow
 import ServiceLifecycle
 import Warren
 
@@ -18,12 +19,6 @@ let env = ProcessInfo.processInfo.environment
 /// Prints a line at once (also into a file or a pipe, where print would buffer it).
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 let amqpURL = env["WARREN_AMQP_URL"] ?? "amqp://guest:guest@localhost:5672/%2f"
-
-/// A durable step: it runs once, and its result is recorded.
-@Sendable func sendEmail(_ ctx: Context, _ link: String) async throws -> String {
-    say("Email sent! Please resolve the promise by visiting: \(link)")
-    return "Email sent with \(link)"
-}
 
 nonisolated func main() async throws {
     LoggingSystem.bootstrap { label in
@@ -37,17 +32,8 @@ nonisolated func main() async throws {
         exit(64)
     }
 
-    warren.register("foo-workflow") { (ctx: Context, workflowID: String) async throws -> String in
-        let blocking = try await ctx.promise(tags: ["human": "true", "title": "Approve workflow \(workflowID)"])
-        // Signed for this promise, until its timeout; the same link on every replay.
-        try await ctx.run(sendEmail, try blocking.link(outcomes: ["approved", "rejected"]), name: "sendEmail")
-        // Printed once: the run that resumes after the approval replays this line quietly.
-        if !ctx.isReplaying { say("workflow \(workflowID) blocked, waiting on human interaction") }
-        // The worker lets go here; any worker continues from this line once it is resolved.
-        let data: String = try await blocking.value()
-        say("workflow \(workflowID) unblocked, promise resolved with \(data)")
-        return "foo workflow \(workflowID) complete"
-    }
+    // The workflow (Examples/HumanInTheLoop/Workflow/FooWorkflow.swift).
+    warren.register("foo-workflow", fooWorkflow)
 
     let group = ServiceGroup(services: [warren], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "hitl-worker"))
     say("worker ready (group workers)")

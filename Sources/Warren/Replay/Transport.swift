@@ -5,7 +5,7 @@ import WarrenContract
 /// commands its `ctx` calls make, and a way to send finished steps while it runs. The worker's
 /// ``Messenger`` is one (over AMQP); a test gives another, and replays a recorded history with
 /// no broker at all.
-protocol Transport: Sendable {
+package protocol Transport: Sendable {
     /// Sends a command and waits for the orchestrator's answer: the promise it made or found, or
     /// its refusal as an error.
     func promiseRequest(_ kind: MessageKind, _ body: String) async throws -> (promise: PromiseRecord, created: Bool)
@@ -14,14 +14,14 @@ protocol Transport: Sendable {
 }
 
 /// That the broker took a message (a publisher confirm), awaited before the report that follows it.
-protocol Receipt: Sendable {
+package protocol Receipt: Sendable {
     func wait() async throws
 }
 
 extension PublishConfirmation: Receipt {}
 
 extension Messenger: Transport {
-    func send(_ kind: MessageKind, _ body: String) throws -> any Receipt {
+    package func send(_ kind: MessageKind, _ body: String) throws -> any Receipt {
         try publish(kind, body)
     }
 }

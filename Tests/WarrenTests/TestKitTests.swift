@@ -1,0 +1,123 @@
+import Foundation
+import Synchronization
+import Testing
+import Warren
+import WarrenTesting
+
+/// The test kit itself: workflows in-process on the kernel and the in-memory store, on a
+/// virtual clock.
+@Suite("Test kit")
+struct TestKitTests {
+    @Test func aWeekLongSleepFinishesAtOnceAndTheClockIsVirtual() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("weekly") { (ctx: Context, _: String) async throws -> Double in
+            let before = try await ctx.now()
+            try await ctx.sleep(for: .seconds(7 * 86_400))
+            return try await ctx.now().timeIntervalSince(before)
+        }
+        let wall = ContinuousClock.now
+        try await env.start("w-1", "weekly", "")
+        #expect(try env.task("w-1")?.state == "suspended")
+        try await env.advanceUntilSettled("w-1")
+        #expect(try env.result(of: "w-1", as: Double.self) == 7 * 86_400, "ctx.now() follows the virtual clock")
+        #expect(ContinuousClock.now - wall < .seconds(2))
+    }
+
+    @Test func aFailingStepIsRetriedOnVirtualBackOffs() async throws {
+        let env = WarrenTestEnvironment()
+        let attempts = Mutex(0)
+        env.register("flaky") { (ctx: Context, _: String) async throws -> Int in
+            try await ctx.run({ (_: Context, _: String) async throws -> Int in
+                let n = attempts.withLock { $0 += 1; return $0 }
+                if n < 3 { throw CocoaError(.fileReadUnknown) }
+                return n
+            }, "", name: "flaky", retry: RetryPolicy(maximumAttempts: 5, initialDelay: .seconds(3600), maximumDelay: .seconds(7200)))
+        }
+        try await env.start("f-1", "flaky", "")
+        let settled = try env.promise("f-1")?.isSettled
+        #expect(attempts.withLock { $0 } == 1 && settled == false)
+        try await env.advance(by: .seconds(3599))
+        #expect(attempts.withLock { $0 } == 1, "the back-off has not passed")
+        try await env.advanceUntilSettled("f-1")
+        #expect(try env.result(of: "f-1", as: Int.self) == 3)
+    }
+
+    @Test func childWorkflowsAndTheCallTree() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("child") { (_: Context, n: Int) async throws -> Int in n * 2 }
+        env.register("parent") { (ctx: Context, n: Int) async throws -> Int in
+            let a = try await ctx.beginRpc("child", n, target: "workers")
+            let b = try await ctx.beginRpc("child", n + 1, target: "workers")
+            let x: Int = try await a.value()
+            let y: Int = try await b.value()
+            return x + y
+        }
+        try await env.start("p-1", "parent", 5)
+        #expect(try env.result(of: "p-1", as: Int.self) == 22)
+        #expect(try env.tree("p-1").map(\.id) == ["p-1.1", "p-1.2"])
+    }
+
+    @Test func aPromiseTheTestSettlesAndACancellationThatCompensates() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("approval") { (ctx: Context, id: String) async throws -> String in
+            let approval = try await ctx.promise(tags: ["human": "true"])
+            do {
+                return try await approval.value()
+            } catch let e as WarrenError where e.code == .canceled {
+                _ = try await ctx.run({ (_: Context, s: String) async throws -> String in "withdrawn \(s)" }, id, name: "withdraw")
+                throw e
+            }
+        }
+        try await env.start("a-1", "approval", "a-1")
+        try await env.resolve(try #require(try env.waiting(for: "a-1", tags: ["human": "true"]).first).id, "yes")
+        #expect(try env.result(of: "a-1", as: String.self) == "yes")
+
+        try await env.start("a-2", "approval", "a-2")
+        #expect(throws: WarrenError.self, "not finished yet") { try env.result(of: "a-2", as: String.self) }
+        try await env.cancel("a-2", reason: "withdrawn by the customer")
+        #expect(try env.promise("a-2")?.state == .rejectedCanceled)
+        #expect(try env.tree("a-2").contains { $0.tags["warren:kind"] == "run:withdraw" && $0.state == .resolved })
+    }
+
+    @Test func aDeadlineTimesOutAPromise() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("deadline") { (ctx: Context, _: String) async throws -> String in
+            let approval = try await ctx.promise(timeout: .seconds(3 * 86_400))
+            do { return try await approval.value() } catch let e as WarrenError where e.code == .timedOut { return "timed out" }
+        }
+        try await env.start("d-1", "deadline", "")
+        try await env.timeOut(try #require(try env.waiting(for: "d-1").first).id)
+        #expect(try env.result(of: "d-1", as: String.self) == "timed out")
+    }
+
+    @Test func versionsPinWorkflowsAndADepartureBlocks() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("v", version: 1) { (ctx: Context, _: String) async throws -> String in
+            _ = try await ctx.promise().value(as: String.self)
+            return "v1"
+        }
+        try await env.start("v-1", "v", "")
+        #expect(try env.promise(CodeVersion.markerID(of: "v-1")).flatMap(CodeVersion.init(marker:))?.version == 1)
+        env.register("v", version: 2) { (_: Context, _: String) async throws -> String in "v2" }
+        try await env.start("v-2", "v", "")
+        #expect(try env.result(of: "v-2", as: String.self) == "v2", "a new workflow starts under the highest version")
+        try await env.resolve("v-1.1", "ok")
+        #expect(try env.result(of: "v-1", as: String.self) == "v1", "an old one keeps its own")
+
+        // Code that departs from a recorded history blocks the task with the reason.
+        let other = WarrenTestEnvironment()
+        other.register("w") { (ctx: Context, _: String) async throws -> String in
+            try await ctx.promise().value(as: String.self)
+        }
+        try await other.start("w-1", "w", "")
+        let history = WorkflowHistory(promise: try #require(try other.promise("w-1")), children: try other.tree("w-1"))
+        let changed = WarrenTestEnvironment()
+        changed.register("w") { (ctx: Context, _: String) async throws -> String in
+            try await ctx.sleep(for: .seconds(1))
+            return try await ctx.promise().value(as: String.self)
+        }
+        let report = try await changed.replay(history)
+        #expect(report.difference?.contains("w-1.1") == true, "\(report)")
+        if case .blocked = report.outcome {} else { Issue.record("\(report.outcome)") }
+    }
+}
