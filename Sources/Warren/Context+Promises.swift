@@ -16,7 +16,7 @@ extension Context {
     /// it is idempotent for this workflow; an id another workflow created is refused).
     public func promise(id customID: String? = nil, timeout: Duration = .seconds(86_400 * 7),
                         tags: [String: String] = [:]) async throws -> DurablePromise {
-        let (slotID, recorded) = nextID()
+        let (slotID, recorded) = try nextID()
         if customID == nil, let recorded {
             try check(recorded, kind: "promise")
             return DurablePromise(id: slotID, snapshot: recorded, context: self)
@@ -55,7 +55,7 @@ extension Context {
 
     private func child<A: Encodable>(_ function: String, _ argument: A, target: String, timeout: Duration, kind: String,
                                      awaited: Bool) async throws -> DurablePromise {
-        let (childID, recorded) = nextID()
+        let (childID, recorded) = try nextID()
         let snapshot: PromiseRecord
         if let recorded {
             try check(recorded, kind: kind)
@@ -97,7 +97,7 @@ extension Context {
 
     /// The next id as a timer promise (created now, or as recorded).
     private func timerPromise(timeout: String) async throws -> PromiseRecord {
-        let (timerID, recorded) = nextID()
+        let (timerID, recorded) = try nextID()
         if let recorded {
             try check(recorded, kind: "sleep")
             return recorded
@@ -120,7 +120,7 @@ extension Context {
     public func wait<T: Decodable>(for promise: DurablePromise, atMost duration: Duration, as: T.Type = T.self) async throws -> T? {
         let millis = max(1, duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         let timer = try await timerPromise(timeout: "\"\(millis)ms\"")
-        let (decisionID, recorded) = nextID()
+        let (decisionID, recorded) = try nextID()
         if let recorded {
             try check(recorded, kind: "race")
             if recorded.isSettled {

@@ -68,11 +68,30 @@ public final class Context: Sendable {
     /// The steps started with `beginRun`: children of the run (``run(_:)``).
     private let scope = StepScope()
 
+    /// Which run of the workflow this is: 1, or the number of ``continueAsNew(_:)`` calls before it, plus one.
+    public let runNumber: Int
+    /// The prefix of this run's calls: the workflow's id, or `<id>.r<k>` in run `k` (``RunMarker``).
+    let callPrefix: String
+    /// The argument this run starts with, as JSON, when it is a continued run (its marker holds it).
+    let continuedArgument: String?
+    /// The most calls (steps, promises, waits) one run may make.
+    let maximumCalls: Int
+
     init(id: String, history: [PromiseRecord], retry: TaskRetryInfo? = nil, transport: any Transport, links: LinkSigner? = nil,
          progress: ProgressReporter? = nil, canceled: Bool = false, logger: Logger = Logger(label: "warren.workflow"),
-         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }, maximumCalls: Int = Context.defaultMaximumCalls) {
         self.id = id
         self.clock = clock
+        self.maximumCalls = maximumCalls
+        let latest = RunMarker.latest(of: id, in: history)
+        self.runNumber = latest?.run ?? 1
+        self.callPrefix = RunMarker.prefix(of: id, run: runNumber)
+        self.continuedArgument = latest.flatMap { m in
+            (try? JSONValue.parse(m.marker.value.data ?? ""))?.objectValue?["args"].flatMap { args -> String? in
+                if case .array(let a) = args { return (a.first ?? .null).jsonText }
+                return nil
+            }
+        }
         self.baseLogger = logger
         self.isCanceled = canceled
         self.links = links
@@ -80,7 +99,7 @@ public final class Context: Sendable {
         self.retry = retry
         self.progress = progress
         var initial = State(history: Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }))
-        let prefix = id + "."
+        let prefix = callPrefix + "."
         initial.lastRecorded = history.reduce(0) { last, p in
             guard p.id.hasPrefix(prefix), let n = Int(p.id.dropFirst(prefix.count)) else { return last }
             return max(last, n)
@@ -135,7 +154,7 @@ public final class Context: Sendable {
         let kind = Self.patchKind(change)
         let marker: String? = state.withLock { s in
             let next = s.counter + 1
-            let slot = "\(id).\(next)"
+            let slot = "\(callPrefix).\(next)"
             if let recorded = s.history[slot] {
                 guard recorded.tags[PromiseRecord.kindTag] == kind else { return nil }  // recorded before the change
                 s.counter = next
@@ -157,19 +176,55 @@ public final class Context: Sendable {
     public func deprecatePatch(_ change: String) {
         let kind = Self.patchKind(change)
         state.withLock { s in
-            if s.history["\(id).\(s.counter + 1)"]?.tags[PromiseRecord.kindTag] == kind { s.counter += 1 }
+            if s.history["\(callPrefix).\(s.counter + 1)"]?.tags[PromiseRecord.kindTag] == kind { s.counter += 1 }
         }
     }
 
     static func patchKind(_ change: String) -> String { "patch:" + change }
 
-    func nextID() -> (id: String, recorded: PromiseRecord?) {
-        state.withLock { s in
+    /// The most calls one run may make by default: a run that passes it blocks (docs/workflows.md),
+    /// telling its code to continue as new.
+    public static let defaultMaximumCalls = 10_000
+
+    func nextID() throws -> (id: String, recorded: PromiseRecord?) {
+        let next: (id: String, recorded: PromiseRecord?)? = state.withLock { s in
+            guard s.counter < maximumCalls else { return nil }
             s.counter += 1
-            let id = "\(self.id).\(s.counter)"
+            let id = "\(callPrefix).\(s.counter)"
             if s.counter > s.lastRecorded { s.resumed = true }
             return (id, s.history[id])
         }
+        guard let next else {
+            throw departed(WarrenError(.nondeterminism, "run \(runNumber) of workflow \(id) passed \(maximumCalls) calls, the most one run may "
+                + "make (maximumCallsPerRun): end a long loop with ctx.continueAsNew(...) to start a fresh run with a short history, "
+                + "or raise the limit and retry the workflow"))
+        }
+        return next
+    }
+
+    // MARK: Continuing as new
+
+    /// Ends this run and starts a fresh one of the same workflow (same id, same promise,
+    /// same code version) with `argument`, and no history: for a workflow that loops for ever (a
+    /// reminder every day, a poll every hour), so that its history, and the cost of resuming it,
+    /// stay bounded. The new run's calls are recorded as `<id>.r<k>.<n>`; the run before it
+    /// stays in the store, linked by the marker `<id>.warren:run:<k>`, which holds `argument`.
+    ///
+    /// ```swift
+    /// warren.register("daily-digest") { (ctx: Context, day: Int) async throws -> String in
+    ///     try await ctx.run(sendDigest, day, name: "send")
+    ///     try await ctx.sleep(for: .seconds(86_400))
+    ///     return try await ctx.continueAsNew(day + 1)
+    /// }
+    /// ```
+    ///
+    /// It never returns: the run stops here (return its result to keep the types simple). Steps
+    /// still running are awaited first, as at any suspension.
+    public func continueAsNew<A: Encodable, R>(_ argument: A, as: R.Type = R.self) async throws -> R {
+        let next = runNumber + 1
+        record(RunMarker.markerID(of: id, run: next), kind: RunMarker.kind, state: "resolved",
+               value: "{\"run\":\(next),\"args\":[\(try Wire.json(argument))]}")
+        throw interrupt(ContinuedAsNew(run: next))
     }
 
     /// Checks that a recorded outcome was made by the same kind of call.
@@ -226,7 +281,7 @@ public final class Context: Sendable {
     public func beginRun<A: Sendable, R: Codable & Sendable>(_ step: @escaping @Sendable (Context, A) async throws -> R, _ argument: A,
                                                              name: String = "step", retry: RetryPolicy = .default) async throws -> StepHandle<R> {
         let kind = "run:" + name
-        let (stepID, recorded) = nextID()
+        let (stepID, recorded) = try nextID()
         if let recorded {
             try check(recorded, kind: kind)
             // A step recorded as pending runs again (steps are at least once).
@@ -288,7 +343,7 @@ public final class Context: Sendable {
 
     /// A value made once and recorded (no retries: making it cannot fail).
     private func recorded<R: Codable & Sendable>(kind: String, _ make: () -> R) async throws -> R {
-        let (stepID, recorded) = nextID()
+        let (stepID, recorded) = try nextID()
         if let recorded {
             try check(recorded, kind: kind)
             if recorded.isSettled { return try Self.outcome(of: recorded, as: R.self) }

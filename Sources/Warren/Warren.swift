@@ -44,6 +44,8 @@ public final class Warren: Service {
     public let orchestratorUser: String?
     /// The workflow functions registered on this instance.
     let registry = Registry()
+    /// The most calls one run of a workflow may make.
+    public let maximumCallsPerRun: Int
 
     /// Connects to the broker.
     /// - Parameters:
@@ -67,10 +69,15 @@ public final class Warren: Service {
     ///     By default `WARREN_ORCHESTRATOR_USER`, else this connection's own user; `"*"` runs
     ///     execute messages from anyone (only where the broker's permissions keep others from
     ///     publishing `execute.<group>`).
+    ///   - maximumCallsPerRun: the most calls (steps, promises, waits) one run of a workflow may
+    ///     make: a run that passes it blocks, with a reason that says to end a long loop with
+    ///     ``Context/continueAsNew(_:as:)``.
     public init(url: String, group: String = "workers", prefix: String = "warren", concurrency: Int = 16,
                 leaseAfter: Duration = .seconds(60), lease: Duration = .seconds(60), links: LinkSigner? = nil,
                 queueType: Topology.QueueType? = nil, declare: Topology.Declare? = nil,
-                orchestratorUser: String? = nil, logger: Logger = Logger(label: "warren.worker")) async throws {
+                orchestratorUser: String? = nil, maximumCallsPerRun: Int = Context.defaultMaximumCalls,
+                logger: Logger = Logger(label: "warren.worker")) async throws {
+        self.maximumCallsPerRun = max(1, maximumCallsPerRun)
         let env = ProcessInfo.processInfo.environment
         guard let type = queueType ?? Topology.QueueType(rawValue: env["WARREN_QUEUE_TYPE"] ?? "classic") else {
             throw WarrenError(.configuration, "WARREN_QUEUE_TYPE must be classic or quorum, not '\(env["WARREN_QUEUE_TYPE"] ?? "")'")
@@ -151,7 +158,7 @@ public final class Warren: Service {
     /// How this worker runs a task: with its functions, reporting over its connection.
     var runner: TaskRunner {
         TaskRunner(registry: registry, transport: messenger, workerID: workerID, group: group, links: links, logger: logger,
-                   clock: { Int64(Date().timeIntervalSince1970 * 1000) })
+                   clock: { Int64(Date().timeIntervalSince1970 * 1000) }, maximumCallsPerRun: maximumCallsPerRun)
     }
 
     /// Closes the connection.

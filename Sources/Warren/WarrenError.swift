@@ -37,3 +37,8 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
 struct Suspension: Error {
     var awaiting: [String]
 }
+
+/// The run ended with `continueAsNew`: run `run` starts next.
+struct ContinuedAsNew: Error {
+    var run: Int
+}

@@ -29,6 +29,7 @@ import WarrenStore
 public final class WarrenTestEnvironment: Sendable {
     /// The worker group workflows run on (every registered function serves it).
     public let group: String
+    private let maximumCallsPerRun: Int
     private let store = MemoryStore()
     private let kernel: Kernel
     private let registry = Registry()
@@ -54,9 +55,12 @@ public final class WarrenTestEnvironment: Sendable {
     ///     `LinkSigner(baseURL:keys:)`.
     ///   - blockedRetry: how long a blocked task waits before it is offered again, in virtual time
     ///     (a year by default, so that advancing a week does not run a blocked task 10,000 times).
+    ///   - maximumCallsPerRun: as ``Warren``'s: a run that makes more calls blocks.
     public init(group: String = "workers", startingAt: Date = Date(timeIntervalSince1970: 1_800_000_000), links: LinkSigner? = nil,
-                blockedRetry: Duration = .seconds(365 * 86_400), logger: Logger = Logger(label: "warren.test")) {
+                blockedRetry: Duration = .seconds(365 * 86_400), maximumCallsPerRun: Int = Context.defaultMaximumCalls,
+                logger: Logger = Logger(label: "warren.test")) {
         self.group = group
+        self.maximumCallsPerRun = maximumCallsPerRun
         self.links = links
         self.logger = logger
         self.kernel = Kernel(Kernel.Configuration(blockedRetry: Self.millis(blockedRetry)))
@@ -171,7 +175,7 @@ public final class WarrenTestEnvironment: Sendable {
     /// The worker's runner, with this environment's functions and clock, over `transport`.
     func runner(transport: any Transport) -> TaskRunner {
         TaskRunner(registry: registry, transport: transport, workerID: "test-worker", group: group,
-                   links: links, logger: logger, clock: { [self] in self.state.withLock { $0.now } })
+                   links: links, logger: logger, clock: { [self] in self.state.withLock { $0.now } }, maximumCallsPerRun: maximumCallsPerRun)
     }
 
     // MARK: Looking

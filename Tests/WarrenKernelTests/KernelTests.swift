@@ -35,6 +35,27 @@ struct KernelTests {
         return (task["id"]?.stringValue ?? "", version, states)
     }
 
+    @Test func aWorkflowThatContinuesAsNewRunsAgainAtOnceWithOnlyItsLatestRunsHistory() async throws {
+        let started = try await apply(try decode(.startWorkflow, #"{"id": "loop-1", "function": "loop", "args": [0], "group": "g"}"#, at: t0),
+                                      from: client, at: t0)
+        var version = try taskMessage(started.messages[0]).version
+        for run in 1...3 {
+            // Each run records a step and the next run's marker, and asks to run again at once.
+            let prefix = run == 1 ? "loop-1" : "loop-1.r\(run)"
+            let marker = StepOutcome(id: "loop-1.warren:run:\(run + 1)", value: PromiseValue(data: #"{"run":\#(run + 1),"args":[\#(run)]}"#),
+                                     tags: ["warren:kind": "continue"])
+            let step = StepOutcome(id: "\(prefix).1", value: PromiseValue(data: "\(run)"), tags: ["warren:kind": "run:tick"])
+            let continued = try await apply(.retryTask(id: "loop-1", version: version, worker: "w1", delay: 0, failedStep: nil, steps: [step, marker]),
+                                            at: t0 + Int64(run))
+            #expect(continued.messages.map(\.routingKey) == ["execute.g"], "the next run is handed out in the same transaction")
+            let next = try taskMessage(continued.messages[0])
+            #expect(next.version == version + 1)
+            // Only the markers of the latest run travel: none of the runs before it.
+            #expect(next.children == ["loop-1.warren:run:\(run + 1)": "RESOLVED"], "\(next.children)")
+            version = next.version
+        }
+    }
+
     @Test func aResolveResumesTheWorkflowThatAwaitsIt() async throws {
         // workflow.start: the root promise, its task, and an execute message for its group.
         let started = try await apply(try decode(.startWorkflow, #"{"id": "hitl-1", "function": "approve", "args": ["x"], "group": "g"}"#, at: t0),

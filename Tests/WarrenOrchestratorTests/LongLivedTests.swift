@@ -207,6 +207,24 @@ struct LongLivedTests {
         }
     }
 
+    @Test func aWorkflowContinuesAsNewOverManyRunsWithABoundedHistory() async throws {
+        struct Loop: Codable, Sendable { var n: Int; var until: Int }
+        try await withWorkflows { orchestrator, worker, client in
+            let result = try await within(.seconds(120), "300 runs") {
+                try await client.rpc("loop-1", "looping-workflow", Loop(n: 1, until: 300), target: "workers", as: String.self)
+            }
+            #expect(result == "looped 300 times, in run 300")
+            // Every run's step is kept, linked by the markers; the last run's history is its own.
+            #expect(try await client.promises.get("loop-1.r300.1").state == .resolved)
+            #expect(try await client.promises.get("loop-1.1").state == .resolved)
+            let marker = try await client.promises.get(RunMarker.markerID(of: "loop-1", run: 300))
+            #expect(marker.tags[PromiseRecord.kindTag] == RunMarker.kind && marker.value.data?.contains("\"n\":300") == true)
+            // Its export holds every run (a replay takes the latest).
+            let exported = try await ProductTests.warren(orchestrator, ["workflows", "export", "loop-1"])
+            #expect(exported.status == 0 && exported.output.contains("loop-1.r300.1"))
+        }
+    }
+
     @Test func aCanceledWorkflowSeesItAtItsAwaitAndCompensates() async throws {
         try await withWorkflows { orchestrator, worker, client in
             let waiting = Task { try await client.rpc("cw-1", "compensating-workflow", "cw-1", target: "workers", as: String.self) }

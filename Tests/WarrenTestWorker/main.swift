@@ -237,6 +237,13 @@ nonisolated func main() async throws {
             return "versioned \(id) \(decision) under v2"
         }
     }
+    // A loop that continues as new: a step per run, `until` runs, each a fresh history.
+    struct Loop: Codable, Sendable { var n: Int; var until: Int }
+    warren.register("looping-workflow") { (ctx: Context, loop: Loop) async throws -> String in
+        _ = try await ctx.run({ (_: Context, n: Int) async throws -> Int in n }, loop.n, name: "tick")
+        if loop.n >= loop.until { return "looped \(loop.n) times, in run \(ctx.runNumber)" }
+        return try await ctx.continueAsNew(Loop(n: loop.n + 1, until: loop.until))
+    }
     // Waits for an approval; canceled, it compensates with a step, then rethrows.
     warren.register("compensating-workflow") { (ctx: Context, id: String) async throws -> String in
         let approval = try await ctx.promise()

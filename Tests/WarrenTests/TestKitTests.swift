@@ -88,6 +88,32 @@ struct TestKitTests {
         #expect(try env.result(of: "d-1", as: String.self) == "timed out")
     }
 
+    @Test func aLoopThatContinuesAsNewKeepsEachRunsHistoryShort() async throws {
+        let env = WarrenTestEnvironment(maximumCallsPerRun: 10)
+        env.register("daily") { (ctx: Context, day: Int) async throws -> Int in
+            _ = try await ctx.run({ (_: Context, d: Int) async throws -> Int in d }, day, name: "digest")
+            #expect(ctx.runNumber == day + 1)
+            if day == 100 { return day }
+            try await ctx.sleep(for: .seconds(86_400))
+            return try await ctx.continueAsNew(day + 1)
+        }
+        try await env.start("daily-1", "daily", 0)
+        try await env.advanceUntilSettled("daily-1")
+        #expect(try env.result(of: "daily-1", as: Int.self) == 100)
+        #expect(try env.promise(RunMarker.markerID(of: "daily-1", run: 101))?.state == .resolved)
+        #expect(try env.promise("daily-1.r101.1")?.tags["warren:kind"] == "run:digest")
+        #expect(env.now.timeIntervalSince1970 - 1_800_000_000 == 100 * 86_400, "100 days, virtually")
+
+        // A run that passes the limit of calls blocks, and says what to do.
+        env.register("endless") { (ctx: Context, _: Int) async throws -> Int in
+            for i in 0..<100 { _ = try await ctx.run({ (_: Context, i: Int) async throws -> Int in i }, i, name: "tick") }
+            return 0
+        }
+        try await env.start("endless-1", "endless", 0)
+        let blocked = try env.task("endless-1")
+        #expect(blocked?.state == "blocked" && blocked?.blocked?.contains("continueAsNew") == true, "\(String(describing: blocked))")
+    }
+
     @Test func versionsPinWorkflowsAndADepartureBlocks() async throws {
         let env = WarrenTestEnvironment()
         env.register("v", version: 1) { (ctx: Context, _: String) async throws -> String in

@@ -79,9 +79,12 @@ package struct TaskRunner: Sendable {
     let logger: Logger
     /// The time a run's `ctx.now()` records, in epoch milliseconds.
     let clock: @Sendable () -> Int64
+    /// The most calls one run may make before it blocks.
+    let maximumCallsPerRun: Int
 
     package init(registry: Registry, transport: any Transport, workerID: String, group: String, links: LinkSigner?, logger: Logger,
-                 clock: @escaping @Sendable () -> Int64) {
+                 clock: @escaping @Sendable () -> Int64, maximumCallsPerRun: Int = Context.defaultMaximumCalls) {
+        self.maximumCallsPerRun = maximumCallsPerRun
         self.registry = registry
         self.transport = transport
         self.workerID = workerID
@@ -101,13 +104,15 @@ package struct TaskRunner: Sendable {
         let invocation = try Wire.decode(Wire.Invocation.self, from: message.promise.param.data)
         let ctx = Context(id: task.id, history: message.children, retry: task.retry, transport: transport, links: links,
                           progress: ProgressReporter(taskID: task.id, version: task.version, worker: workerID, transport: transport),
-                          canceled: message.promise.state == .rejectedCanceled, logger: logger, clock: clock)
+                          canceled: message.promise.state == .rejectedCanceled, logger: logger, clock: clock,
+                          maximumCalls: maximumCallsPerRun)
         var outcome: (kind: MessageKind, fields: [(String, String?)])
         switch registry.choose(invocation.function, for: task.id, history: message.children, here: "worker \(workerID) of group '\(group)'") {
         case .run(let function, let pin):
             // A first run of a versioned function records the version it starts under.
             if let pin { ctx.record(CodeVersion.markerID(of: task.id), kind: CodeVersion.markerKind, state: "resolved", value: pin.markerValue) }
-            let argument = invocation.args.first?.jsonText ?? "null"
+            // A continued run starts with the arguments its marker holds.
+            let argument = ctx.continuedArgument ?? invocation.args.first?.jsonText ?? "null"
             // The steps it starts run as children of the run, and finish before it reports.
             switch await ctx.run({ try await function(ctx, argument) }) {
             case .success(let value) where value.utf8.count > Wire.maximumValueBytes:
@@ -139,6 +144,8 @@ package struct TaskRunner: Sendable {
         switch report.interrupt {
         case let s as Suspension: outcome = (.suspendTask, [("awaiting", try Wire.json(s.awaiting))])
         case let r as RetryRequest: outcome = (.retryTask, [("step", Wire.quote(r.step)), ("delay", "\(r.delay)")])
+        // A retry of no step, at once: the task runs again from the top, as the new run (its marker is in the steps).
+        case is ContinuedAsNew: outcome = (.retryTask, [("delay", "0")])
         default: if !report.children.isEmpty { outcome = (.suspendTask, [("awaiting", try Wire.json(report.children))]) }
         }
         // One message: the steps' outcomes and the report, with the fencing (task, version, worker).
