@@ -5,16 +5,18 @@
 # event), and the idle latency from resolving a promise a workflow waits on to the workflow's
 # result.
 #   Scripts/bench-workflows.sh [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster]
-#                              [--db sqlite|postgres|both]
+#                              [--db sqlite|postgres|both] [--history LENGTHS]
 # --queue-type both runs classic, then quorum queues, on the same broker in the same run and prints
 # their ratio; --cluster runs on a three-node cluster (Scripts/cluster.sh), every process given all
 # three nodes; --db postgres keeps the promises on a private PostgreSQL (Scripts/postgres.sh) instead
-# of SQLite, --db both runs both in the same run and prints their ratio.
+# of SQLite, --db both runs both in the same run and prints their ratio. --history 10,100,1000,10000
+# also measures a resume against the history's length: n steps in one run, and n runs of one step
+# with continueAsNew (and the time per run of that loop), with the worker's memory before and after.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . Scripts/common.sh
-workflows=2000; samples=200; types=classic; cluster=false; dbs=sqlite
-usage() { echo "usage: $0 [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster] [--db sqlite|postgres|both]" >&2; exit 64; }
+workflows=2000; samples=200; types=classic; cluster=false; dbs=sqlite; history=""
+usage() { echo "usage: $0 [--workflows N] [--samples N] [--queue-type classic|quorum|both] [--cluster] [--db sqlite|postgres|both] [--history LENGTHS]" >&2; exit 64; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --workflows) workflows=$2; shift 2 ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --queue-type) types=$2; shift 2 ;;
     --cluster) cluster=true; shift ;;
     --db) dbs=$2; shift 2 ;;
+    --history) history=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -80,6 +83,12 @@ for type in $types; do
   done
   echo "  idle resume ($samples samples: resolve a promise a waiting workflow awaits -> its result at the client):"
   echo "    $("$bin/WorkflowBenchmark" client "$url" 1 1 "$samples" | sed 's/workflows_per_s=[0-9]* //')"
+  if [ -n "$history" ]; then
+    echo "  resume against history length (median of 3; one run: every resume replays n steps; continued: n runs of one step, a resume replays the last):"
+    rss0=$(ps -o rss= -p "$worker_pid" | tr -d ' ')
+    "$bin/WorkflowBenchmark" history "$url" "$history" 3 | sed 's/^/    /'
+    echo "    worker rss_kb before=$rss0 after=$(ps -o rss= -p "$worker_pid" | tr -d ' ') orchestrator rss_kb=$(ps -o rss= -p "$orchestrator_pid" | tr -d ' ')"
+  fi
   kill "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
   wait "$worker_pid" "$orchestrator_pid" 2>/dev/null || true
 done
