@@ -51,9 +51,15 @@ if [[ " $dbs " == *" postgres "* ]]; then
   pg_url=$(Scripts/postgres.sh url "$work/postgres")
   trap 'Scripts/postgres.sh stop "$work/postgres" >/dev/null 2>&1 || true; '"$(trap -p EXIT | sed "s/^trap -- '//; s/' EXIT$//")" EXIT
 fi
-swift build -c release --product warren >/dev/null
-swift build -c release --product WorkflowBenchmark >/dev/null
-bin=$(swift build -c release --show-bin-path)
+# WARREN_BENCH_BIN: a folder with release builds of warren and WorkflowBenchmark to run instead of
+# building this tree's (to compare two commits alternately on the same machine).
+if [ -n "${WARREN_BENCH_BIN:-}" ]; then
+  bin=$WARREN_BENCH_BIN
+else
+  swift build -c release --product warren >/dev/null
+  swift build -c release --product WorkflowBenchmark >/dev/null
+  bin=$(swift build -c release --show-bin-path)
+fi
 echo "workflow benchmark: three-step workflows started with rpc, each awaited through its subscription"
 echo "(on $($cluster && echo "a three-node cluster" || echo "one broker"); cpu_*: microseconds of CPU per workflow, by process, over the throughput run alone)"
 declare -A at256

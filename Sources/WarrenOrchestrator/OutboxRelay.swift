@@ -330,7 +330,7 @@ final class OutboxRelay: Sendable {
                     if e.code == .unroutable, let group = Self.group(of: row), config.declare != .all {
                         return try await setAside(row, reason: "no queue takes \(row.routingKey) and --declare \(config.declare.rawValue) "
                             + "declares none: create the queue '\(Self.queue(of: group, in: config.topology).name)' bound to '\(config.exchange)' with '\(row.routingKey)' "
-                            + "(warren topology export --group \(Topology.route(ofExecuteRoutingKey: group)?.group ?? group)), then warren outbox retry")
+                            + "(warren topology export \(Self.exportArgument(of: group))), then warren outbox retry")
                     }
                     return try await setAside(row, reason: e.message)
                 }
@@ -475,6 +475,14 @@ final class OutboxRelay: Sendable {
         }
         for b in queue.bindings { try await channel.queueBind(queue.name, exchange: b.exchange, routingKey: b.routingKey) }
         _ = declaredGroups.withLock { $0.insert(group) }
+    }
+
+    /// What `warren topology export` needs to include an execute route's queue: `--group g`, or
+    /// `--code g,f,vN` for a code version's.
+    static func exportArgument(of route: String) -> String {
+        guard let parsed = Topology.route(ofExecuteRoutingKey: route) else { return "--group \(route)" }
+        guard let code = parsed.code else { return "--group \(parsed.group)" }
+        return "--code \(parsed.group),\(code.function),v\(code.version)"
     }
 
     /// The queue of an execute route (see ``group(of:)``): the group's, or its code version's.

@@ -114,6 +114,36 @@ struct TestKitTests {
         #expect(blocked?.state == "blocked" && blocked?.blocked?.contains("continueAsNew") == true, "\(String(describing: blocked))")
     }
 
+    @Test func aWorkflowFromBeforeVersionsKeepsTheUnversionedCodeAndAnUnservedVersionBlocks() async throws {
+        let env = WarrenTestEnvironment()
+        env.register("x") { (ctx: Context, _: String) async throws -> String in
+            "old " + (try await ctx.promise().value(as: String.self))
+        }
+        try await env.start("x-1", "x", "")
+        env.register("x", version: 1) { (_: Context, _: String) async throws -> String in "v1" }
+        try await env.resolve("x-1.1", "done")
+        #expect(try env.result(of: "x-1", as: String.self) == "old done", "recorded before versions: the unversioned code runs it")
+        try await env.start("x-2", "x", "")
+        #expect(try env.result(of: "x-2", as: String.self) == "v1", "a new one takes the version")
+
+        // Another deploy has only versions: the legacy history blocks, saying what to register.
+        let legacy = WarrenTestEnvironment()
+        legacy.register("x") { (ctx: Context, _: String) async throws -> String in try await ctx.promise().value(as: String.self) }
+        try await legacy.start("x-3", "x", "")
+        let history = WorkflowHistory(promise: try #require(try legacy.promise("x-3")), children: try legacy.tree("x-3"))
+        let versionsOnly = WarrenTestEnvironment()
+        versionsOnly.register("x", version: 2) { (_: Context, _: String) async throws -> String in "v2" }
+        let report = try await versionsOnly.replay(history)
+        #expect(report.difference?.contains("started before x had versions") == true, "\(report)")
+
+        // A history pinned to v1, on a deploy that serves only v2, blocks too (it is never run under v2).
+        let pinned = WarrenTestEnvironment()
+        pinned.register("x", version: 1) { (ctx: Context, _: String) async throws -> String in try await ctx.promise().value(as: String.self) }
+        try await pinned.start("x-4", "x", "")
+        let report2 = try await versionsOnly.replay(WorkflowHistory(promise: try #require(try pinned.promise("x-4")), children: try pinned.tree("x-4")))
+        #expect(report2.difference?.contains("started under x v1") == true && report2.newCalls.isEmpty, "\(report2)")
+    }
+
     @Test func versionsPinWorkflowsAndADepartureBlocks() async throws {
         let env = WarrenTestEnvironment()
         env.register("v", version: 1) { (ctx: Context, _: String) async throws -> String in

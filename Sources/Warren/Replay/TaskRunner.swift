@@ -61,10 +61,9 @@ package final class Registry: Sendable {
                 + "(\(versions.keys.sorted().map { "v\($0)" }.joined(separator: ", "))); register the code it started under "
                 + "without a version: register(\"\(name)\") { ... }")
         }
-        let known = (functions.withLock { Array($0.keys) } + versioned.withLock { Array($0.keys) }).sorted()
+        let known = Set(functions.withLock { Array($0.keys) } + versioned.withLock { Array($0.keys) }).sorted()
         return .block("no function '\(name)' is registered on \(here) (it has: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
     }
-
 }
 
 /// Runs one task: its workflow from the top, replaying what is recorded, to its next suspension
