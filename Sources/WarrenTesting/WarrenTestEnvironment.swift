@@ -116,7 +116,8 @@ public final class WarrenTestEnvironment: Sendable {
         return try promise(id)!
     }
 
-    /// Times promise `id` out now, as its deadline passing would, and runs what it resumes.
+    /// Moves the clock to promise `id`'s deadline (firing, in order, every timer due before it),
+    /// so that it times out, and runs what that resumes.
     @discardableResult
     public func timeOut(_ id: String) async throws -> PromiseRecord {
         guard let p = try promise(id) else { throw WarrenError(.refused, "no promise \(id)") }
