@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Warren
 import WarrenKernel
 import WarrenStore
@@ -136,32 +137,24 @@ extension WarrenTestEnvironment {
     }
 
     /// A transport for a replay: answers from the history, records what the run sends.
-    final class Recorder: Transport, @unchecked Sendable {
+    final class Recorder: Transport {
         private let history: [String: PromiseRecord]
         private let now: Int64
-        private let lock = NSLock()
-        private var reports: [(kind: MessageKind, body: String)] = []
-        private var created: [String] = []
+        /// What the run sent, and the promises it created past the history.
+        private let sent = Mutex<(reports: [(kind: MessageKind, body: String)], created: [String])>(([], []))
 
         init(history: WorkflowHistory, now: Int64) {
             self.history = Dictionary((history.children + [history.promise]).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             self.now = now
         }
 
-        var taken: (reports: [(kind: MessageKind, body: String)], created: [String]) { lock.withLock { (reports, created) } }
+        var taken: (reports: [(kind: MessageKind, body: String)], created: [String]) { sent.withLock { $0 } }
 
         func promiseRequest(_ kind: MessageKind, _ body: String) async throws -> (promise: PromiseRecord, created: Bool) {
-            let command: Command
-            do {
-                command = try Command.decode(routingKey: kind.rawValue, type: nil, body: Array(body.utf8), now: now,
-                                             defaultTimeout: 86_400_000, maximumBodyBytes: 16 << 20)
-            } catch {
-                throw WarrenError(.refused, "\(kind): \(error.reason)")
-            }
-            switch command {
+            switch try WarrenTestEnvironment.decode(kind, body, now: now) {
             case .createPromise(let r), .startWorkflow(let r, _, _):
                 if let p = history[r.id] { return (p, false) }
-                lock.withLock { created.append(r.id) }
+                sent.withLock { $0.created.append(r.id) }
                 return (PromiseRecord(id: r.id, param: r.param, timeout: r.timeout, createdOn: now, tags: r.tags), true)
             case .getPromise(let id), .subscribe(let id):
                 guard let p = history[id] else { throw WarrenError(.refused, "\(kind): \(id) is not in the history") }
@@ -172,7 +165,7 @@ extension WarrenTestEnvironment {
         }
 
         func send(_ kind: MessageKind, _ body: String) throws -> any Receipt {
-            lock.withLock { reports.append((kind, body)) }
+            sent.withLock { $0.reports.append((kind, body)) }
             return Sent()
         }
 

@@ -258,14 +258,18 @@ public final class WarrenTestEnvironment: Sendable {
         _ = try apply(kind, body, caller: .none, now: state.withLock { $0.now })
     }
 
-    private func apply(_ kind: MessageKind, _ body: String, caller: Caller, now: Int64) throws -> Effects {
-        let command: Command
+    /// A worker's command as the orchestrator's contract decodes it; a refusal as the SDK sees one.
+    static func decode(_ kind: MessageKind, _ body: String, now: Int64) throws -> Command {
         do {
-            command = try Command.decode(routingKey: kind.rawValue, type: nil, body: Array(body.utf8), now: now,
-                                         defaultTimeout: 86_400_000, maximumBodyBytes: 16 << 20)
+            return try Command.decode(routingKey: kind.rawValue, type: nil, body: Array(body.utf8), now: now,
+                                      defaultTimeout: 86_400_000, maximumBodyBytes: 16 << 20)
         } catch {
             throw WarrenError(.refused, "\(kind): \(error.reason)")
         }
+    }
+
+    private func apply(_ kind: MessageKind, _ body: String, caller: Caller, now: Int64) throws -> Effects {
+        let command = try Self.decode(kind, body, now: now)
         let effects = try store.writeSync { tx in try kernel.apply(command, from: caller, tx: tx, now: now) }
         take(effects)
         return effects
