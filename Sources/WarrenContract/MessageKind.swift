@@ -22,6 +22,12 @@ public enum MessageKind: String, Sendable, CaseIterable, CustomStringConvertible
     case cancelWorkflow = "workflow.cancel"
     case retryWorkflow = "workflow.retry"
     case failWorkflow = "workflow.fail"
+    case createSchedule = "schedule.create"
+    case getSchedule = "schedule.get"
+    case listSchedules = "schedule.list"
+    case pauseSchedule = "schedule.pause"
+    case resumeSchedule = "schedule.resume"
+    case deleteSchedule = "schedule.delete"
 
     // What the orchestrator sends.
     /// Run (or replay) a task version: on `execute.<group>`.
@@ -38,6 +44,7 @@ public enum MessageKind: String, Sendable, CaseIterable, CustomStringConvertible
         .createPromise, .resolvePromise, .rejectPromise, .cancelPromise, .getPromise, .subscribe, .searchPromises,
         .startWorkflow, .claimTask, .suspendTask, .completeTask, .retryTask, .progress, .blockTask,
         .cancelWorkflow, .retryWorkflow, .failWorkflow,
+        .createSchedule, .getSchedule, .listSchedules, .pauseSchedule, .resumeSchedule, .deleteSchedule,
     ]
 
     /// The command with this routing key, if it is one.

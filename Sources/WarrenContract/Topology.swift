@@ -116,7 +116,7 @@ public struct Topology: Sendable, Equatable {
     /// The routing key of a promise's settled event (bind `settled.#` for all).
     public static func settledRoutingKey(_ id: String) -> String { "settled." + id }
     /// What the orchestrator's queue is bound with on the exchange: every command kind.
-    public static let commandBindings = ["workflow.*", "promise.*", "task.*"]
+    public static let commandBindings = ["workflow.*", "promise.*", "task.*", "schedule.*"]
 
     public var exchanges: [Exchange] {
         [Exchange(name: exchange, type: "topic"), Exchange(name: deadLetterExchange, type: "fanout"), Exchange(name: eventsExchange, type: "fanout")]

@@ -76,6 +76,8 @@ extension Kernel {
         case .cancelWorkflow, .retryWorkflow, .failWorkflow:
             let (promise, effects) = try workflowDecision(command, tx: tx, now: now)
             return answered(effects, promise: promise, caller: caller)
+        case .createSchedule, .getSchedule, .listSchedules, .pauseSchedule, .resumeSchedule, .deleteSchedule:
+            return try schedule(command, from: caller, tx: tx, now: now)
         }
     }
 }

@@ -4,7 +4,8 @@ import WarrenStore
 extension Kernel {
     /// Refuses, when `--group-users` is set, a report from a broker user not allowed for the
     /// task's group, and a promise or child workflow created inside a workflow by such a user:
-    /// a worker of one group cannot settle, read or extend another group's workflows.
+    /// a worker of one group cannot settle, read or extend another group's workflows. Schedules
+    /// are created and changed only by users allowed for their group.
     func authorize(_ command: Command, from caller: Caller, tx: any StoreTransaction, now: Int64) throws {
         guard configuration.groupUsers != nil else { return }
         let who = caller.user.map { "'\($0)'" } ?? "(no user_id property)"
@@ -28,6 +29,15 @@ extension Kernel {
                         + "of group '\(found.group)' (--group-users)")
                 }
                 return
+            }
+        case let .createSchedule(_, definition):
+            guard configuration.mayAct(user: caller.user, forGroup: definition.group) else {
+                throw StoreError(.forbidden, "the broker user \(who) may not schedule workflows of group '\(definition.group)' (--group-users)")
+            }
+        case .pauseSchedule(let id), .resumeSchedule(let id), .deleteSchedule(let id):
+            guard let s = try tx.schedule(id: id) else { return }
+            guard configuration.mayAct(user: caller.user, forGroup: s.definition.group) else {
+                throw StoreError(.forbidden, "the broker user \(who) may not change schedule '\(id)' of group '\(s.definition.group)' (--group-users)")
             }
         default:
             return

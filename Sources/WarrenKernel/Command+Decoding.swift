@@ -61,6 +61,9 @@ extension Command {
             throw ContractError(reason: "the body is not valid JSON: \(error)")
         }
         guard let fields = parsed.objectValue else { throw ContractError(reason: "the body must be a JSON object") }
+        if kind == .listSchedules {
+            return .listSchedules(limit: try limit(fields), cursor: try string(fields, "cursor"))
+        }
         let id = try string(fields, "id", required: true)!
         switch kind {
         case .createPromise:
@@ -95,13 +98,8 @@ extension Command {
                 default: throw ContractError(reason: "the state '\(state.prefix(30))' must be pending, resolved or rejected")
                 }
             }
-            var limit = 100
-            switch fields["limit"] {
-            case nil, .null?: break
-            case .int(let n)? where (1...Int64(PromiseSearch.maximumLimit)).contains(n): limit = Int(n)
-            default: throw ContractError(reason: "the field 'limit' must be a number from 1 to \(PromiseSearch.maximumLimit)")
-            }
-            return .searchPromises(PromiseSearch(id: id, states: states, tags: try tags(fields), limit: limit, cursor: try string(fields, "cursor")))
+            return .searchPromises(PromiseSearch(id: id, states: states, tags: try tags(fields), limit: try limit(fields),
+                                                 cursor: try string(fields, "cursor")))
         case .claimTask:
             return .claimTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                               redelivered: try bool(fields, "redelivered"))
@@ -153,6 +151,13 @@ extension Command {
         case .failWorkflow:
             let reason = try string(fields, "reason") ?? "no reason given"
             return .failWorkflow(id: id, reason: String(reason.prefix(TaskRules.maximumReasonCharacters)))
+        case .createSchedule:
+            return .createSchedule(id: id, try schedule(fields, defaultTimeout: defaultTimeout))
+        case .getSchedule: return .getSchedule(id: id)
+        case .pauseSchedule: return .pauseSchedule(id: id)
+        case .resumeSchedule: return .resumeSchedule(id: id)
+        case .deleteSchedule: return .deleteSchedule(id: id)
+        case .listSchedules: return .listSchedules(limit: try limit(fields), cursor: try string(fields, "cursor"))
         case .resolvePromise, .rejectPromise, .cancelPromise:
             let completion: PromiseRules.Completion = kind == .resolvePromise ? .resolve : kind == .rejectPromise ? .reject : .cancel
             return .settlePromise(SettlePromise(
@@ -160,6 +165,41 @@ extension Command {
                 strict: try bool(fields, "strict"), value: try value(fields, "value")))
         case .execute, .settled, .reply, .error:
             throw ContractError(reason: "'\(routingKey)' is a kind the orchestrator sends, not one it takes")
+        }
+    }
+
+    /// A schedule's definition: `cron`, `function` and `group`, and optionally `timeZone` (IANA),
+    /// `args` (a JSON array), `timeout` (each workflow's, a duration), `tags` and `missedTicks`
+    /// (`once` or `skip`). The expression is checked where the schedule is created.
+    public static func schedule(_ f: [String: JSONValue], defaultTimeout: Int64) throws(ContractError) -> ScheduleDefinition {
+        let args = f["args"] ?? .array([])
+        guard case .array = args else { throw ContractError(reason: "'args' must be a JSON array") }
+        var timeout = defaultTimeout
+        switch f["timeout"] {
+        case nil, .null?: break
+        case .string(let text)?:
+            guard let ms = Durations.milliseconds(in: text) else { throw ContractError(reason: "the timeout '\(text.prefix(50))' is not \(Durations.example)") }
+            timeout = ms
+        default: throw ContractError(reason: "a schedule's 'timeout' is each workflow's, from its tick: \(Durations.example)")
+        }
+        var missed = ScheduleDefinition.MissedTicks.once
+        if let m = try string(f, "missedTicks") {
+            guard let policy = ScheduleDefinition.MissedTicks(rawValue: m.lowercased()) else {
+                throw ContractError(reason: "'missedTicks' must be once or skip, not '\(m.prefix(30))'")
+            }
+            missed = policy
+        }
+        let zone = try string(f, "timeZone")
+        return ScheduleDefinition(cron: try string(f, "cron", required: true)!, timeZone: zone == "UTC" ? nil : zone,
+                                  function: try string(f, "function", required: true)!, group: try string(f, "group", required: true)!,
+                                  args: args.jsonText, timeout: timeout, tags: try tags(f), missed: missed)
+    }
+
+    private static func limit(_ f: [String: JSONValue]) throws(ContractError) -> Int {
+        switch f["limit"] {
+        case nil, .null?: return 100
+        case .int(let n)? where (1...Int64(PromiseSearch.maximumLimit)).contains(n): return Int(n)
+        default: throw ContractError(reason: "the field 'limit' must be a number from 1 to \(PromiseSearch.maximumLimit)")
         }
     }
 

@@ -48,4 +48,17 @@ public enum Command: Equatable, Sendable {
     case retryWorkflow(id: String)
     /// `workflow.fail`: an operator rejects the workflow with a reason.
     case failWorkflow(id: String, reason: String)
+    /// `schedule.create`: a schedule that starts a workflow at each tick (the same definition
+    /// again finds it; another under its id is refused).
+    case createSchedule(id: String, ScheduleDefinition)
+    /// `schedule.get`: the schedule, in a reply.
+    case getSchedule(id: String)
+    /// `schedule.list`: a page of schedules, in a reply.
+    case listSchedules(limit: Int, cursor: String?)
+    /// `schedule.pause`: the schedule stops ticking; ticks while it is paused start nothing.
+    case pauseSchedule(id: String)
+    /// `schedule.resume`: the schedule ticks again, from the next tick after now.
+    case resumeSchedule(id: String)
+    /// `schedule.delete`: the schedule is gone; the workflows it started go on.
+    case deleteSchedule(id: String)
 }

@@ -10,7 +10,7 @@ import WarrenStore
 /// One file per operation: `StartWorkflow.swift`, `CreatePromise.swift`, `SettlePromise.swift`,
 /// `Claim.swift`, `Suspend.swift`, `Complete.swift`, `Retry.swift`, `Progress.swift`,
 /// `FireTimers.swift`, `Subscribe.swift`, `Read.swift`, `Workflows.swift` (cancel, retry, fail
-/// and a blocked task's report); `Dispatch.swift` makes execute messages,
+/// and a blocked task's report), `Schedules.swift`; `Dispatch.swift` makes execute messages,
 /// `Messages.swift` the shapes of what the orchestrator sends.
 public struct Kernel: Sendable {
     public struct Configuration: Sendable {
@@ -28,14 +28,18 @@ public struct Kernel: Sendable {
         /// How long a canceled workflow's compensating run may take (milliseconds) before its task
         /// is completed whatever it is doing.
         public var cancelGrace: Int64
+        /// How late a schedule's tick may start (milliseconds) before it counts as missed: a
+        /// missed tick of a ``ScheduleDefinition/MissedTicks/skip`` schedule starts nothing.
+        public var scheduleTolerance: Int64
 
         public init(topology: Topology = Topology(), maximumMessageBytes: Int = 16 << 20, groupUsers: [String: Set<String>]? = nil,
-                    blockedRetry: Int64 = 60_000, cancelGrace: Int64 = 60_000) {
+                    blockedRetry: Int64 = 60_000, cancelGrace: Int64 = 60_000, scheduleTolerance: Int64 = 60_000) {
             self.topology = topology
             self.maximumMessageBytes = maximumMessageBytes
             self.groupUsers = groupUsers
             self.blockedRetry = blockedRetry
             self.cancelGrace = cancelGrace
+            self.scheduleTolerance = scheduleTolerance
         }
 
         /// Whether broker user `user` may report for, or create inside, a workflow of `group`.

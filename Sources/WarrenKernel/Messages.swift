@@ -89,6 +89,11 @@ public struct Messages: Sendable {
                              headers: Self.correlated(correlationID), body: Array(out.utf8))
     }
 
+    /// An answer whose body is already written (a schedule's).
+    public func reply(to replyTo: String, correlationID: String?, body: String) -> OutboxMessage {
+        OutboxMessage(exchange: "", routingKey: replyTo, kind: MessageKind.reply.rawValue, headers: Self.correlated(correlationID), body: Array(body.utf8))
+    }
+
     /// The answer to `promise.search`: a page of promises and the cursor of the next.
     public func searchReply(to replyTo: String, correlationID: String?, page: PromisePage) -> OutboxMessage {
         var out = "{"

@@ -73,6 +73,9 @@ public struct OrchestratorConfiguration: Sendable {
     public var blockedRetry: Int64 = 60_000
     /// How long a canceled workflow's compensating run may take, in milliseconds (`--cancel-grace`).
     public var cancelGrace: Int64 = 60_000
+    /// How late a schedule's tick may start before it counts as missed, in milliseconds
+    /// (`--schedule-tolerance`): a missed tick of a `skip` schedule starts nothing.
+    public var scheduleTolerance: Int64 = 60_000
     /// The keys whose approval links (`/approve/…`) the HTTP API accepts; none accepts no link.
     /// Several at once, for rotation: workers sign with the newest, links signed with the older
     /// ones work until they expire or their key is removed.
@@ -108,10 +111,10 @@ public struct OrchestratorConfiguration: Sendable {
     }
 
     /// What the kernel needs of it: the names it addresses, the message limit, who may act for which
-    /// group, and the blocked-task and cancel back-offs.
+    /// group, the blocked-task and cancel back-offs, and how late a tick may be.
     public var kernel: Kernel.Configuration {
         Kernel.Configuration(topology: topology, maximumMessageBytes: maximumMessageBytes, groupUsers: groupUsers,
-                             blockedRetry: blockedRetry, cancelGrace: cancelGrace)
+                             blockedRetry: blockedRetry, cancelGrace: cancelGrace, scheduleTolerance: scheduleTolerance)
     }
 
     /// Parses `workers=alice,bob;billing=carol;*=ops` (`--group-users`).

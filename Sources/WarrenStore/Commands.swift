@@ -229,6 +229,9 @@ public enum FiredTimer: Sendable, Equatable {
     /// A canceled workflow's grace period ended before its compensating run finished: its task
     /// is completed (what the run does later no longer counts).
     case graceEnded(TaskRecord)
+    /// A schedule's tick is due (the schedule as stored, its ``ScheduleRecord/nextTick`` the tick):
+    /// the kernel starts its workflow and sets the next tick with ``StoreTransaction/saveSchedule(_:)``.
+    case scheduleTick(ScheduleRecord)
 }
 
 /// An outbox message the broker refused, set aside with the reason so that the rows after it

@@ -51,6 +51,10 @@ public protocol StoreReader {
     func outbox(after sequence: Int64, limit: Int) throws -> [OutboxMessage]
     /// The outbox messages set aside because the broker refused them, oldest first.
     func failedOutbox(limit: Int) throws -> [FailedOutboxMessage]
+    /// The schedule with `id`, or `nil`.
+    func schedule(id: String) throws -> ScheduleRecord?
+    /// One page of schedules, in id order; `cursor` is the last id of the previous page.
+    func schedules(limit: Int, cursor: String?) throws -> (schedules: [ScheduleRecord], cursor: String?)
 }
 
 /// What a write transaction can do.
@@ -108,6 +112,15 @@ public protocol StoreTransaction: StoreReader {
     func fireTimers(now: Int64, limit: Int) throws -> [FiredTimer]
     /// When the next timer is due, if any.
     func nextTimerDue() throws -> Int64?
+    /// Creates a schedule, armed for its ``ScheduleRecord/nextTick``; the same definition under
+    /// its id again finds the stored one (`created` false), another is refused (`alreadyExists`).
+    func createSchedule(_ schedule: ScheduleRecord, now: Int64) throws -> (schedule: ScheduleRecord, created: Bool)
+    /// Writes a schedule's state (paused, its ticks, its last error) and arms its timer for
+    /// its next tick (none while paused). Refused (`notFound`) for a schedule that does not exist.
+    func saveSchedule(_ schedule: ScheduleRecord) throws
+    /// Deletes a schedule and its timer; returns it as it was, or `nil` if there was none. The
+    /// workflows it started go on.
+    func deleteSchedule(id: String) throws -> ScheduleRecord?
     /// Deletes the first timer due without firing it (one whose consequences cannot be written),
     /// and says which it was.
     func dropNextTimer() throws -> (id: String, kind: TimerKind?)?

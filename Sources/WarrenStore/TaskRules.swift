@@ -241,4 +241,6 @@ public enum TimerKind: Int, Sendable, CaseIterable {
     case lease = 2
     /// A canceled workflow's grace period: if its compensating run has not finished, complete it.
     case cancelGrace = 3
+    /// A schedule's next tick (the timer's id is the schedule's): start its workflow.
+    case scheduleTick = 4
 }

@@ -67,6 +67,18 @@ enum PostgresSchema {
             """),
         // Long-lived workflows: why a task is blocked (state 4), for the operator.
         ("v2", "ALTER TABLE tasks ADD COLUMN blocked TEXT"),
+        // Schedules: the definition as JSON, where the schedule stands in columns; its next tick
+        // is a kind-4 timer whose id is the schedule's.
+        ("v3", """
+            CREATE TABLE schedules (
+                id TEXT COLLATE "C" PRIMARY KEY,
+                definition TEXT NOT NULL,
+                paused SMALLINT NOT NULL DEFAULT 0,
+                next_tick BIGINT, last_tick BIGINT,
+                last_workflow TEXT, last_error TEXT,
+                created_on BIGINT NOT NULL, updated_on BIGINT NOT NULL
+            )
+            """),
     ]
 
     /// Applies the migrations not yet applied, each in its own transaction; refuses a database a

@@ -39,6 +39,8 @@ extension PostgresTransaction {
                 if let t = try task(id: timer.id), TaskRules.leaseLapsed(t, until: until, now: now) {
                     fired.append(.leaseExpired(try handOut(t, now: now)))
                 }
+            case .scheduleTick?:
+                if let s = ScheduleRules.ticks(try schedule(id: timer.id), due: timer.due) { fired.append(.scheduleTick(s)) }
             case nil:
                 continue  // a kind a newer Warren wrote: left for it
             }

@@ -134,6 +134,27 @@ public final class WarrenTestEnvironment: Sendable {
         return try promise(id)!
     }
 
+    /// Creates schedule `id` (as `warren schedules create` does): every tick of `cron` the virtual
+    /// clock passes starts `function(argument)` as workflow `<id>:<tick>`
+    /// (``ScheduleRecord/workflowID(schedule:tick:)``), and ``advance(by:)`` runs it.
+    @discardableResult
+    public func schedule<A: Encodable>(_ id: String, cron: String, timeZone: String? = nil, _ function: String, _ argument: A,
+                                       missedTicks: ScheduleDefinition.MissedTicks = .once) throws -> ScheduleRecord {
+        let definition = ScheduleDefinition(cron: cron, timeZone: timeZone, function: function, group: group,
+                                            args: "[" + (try Wire.json(argument)) + "]", timeout: 365 * 86_400_000, missed: missedTicks)
+        let now = state.withLock { $0.now }
+        do {
+            return try store.writeSync { tx in try self.kernel.createSchedule(id: id, definition, tx: tx, now: now) }.schedule
+        } catch let e as StoreError {
+            throw WarrenError(.refused, "schedule.create: \(e.message)")
+        }
+    }
+
+    /// Schedule `id` as it is now (its next tick, its last workflow), or `nil`.
+    public func schedule(_ id: String) throws -> ScheduleRecord? {
+        try store.writeSync { tx in try tx.schedule(id: id) }
+    }
+
     /// Moves the virtual clock forward by `duration`, firing every timer that comes due on the
     /// way, in order, and running what each resumes before the clock moves on.
     public func advance(by duration: Duration) async throws {

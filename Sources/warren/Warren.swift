@@ -28,7 +28,7 @@ struct WarrenCommand: AsyncParsableCommand {
             77 the server wants a token (WARREN_TOKEN) or refused it.
             """,
         version: WarrenVersion.current,
-        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, WorkflowsCommand.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, WorkflowsCommand.self, SchedulesCommand.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
                       Backup.self, Migrate.self]
     )
 }
@@ -133,8 +133,12 @@ struct OrchestratorOptions: ParsableArguments {
             help: "How long a canceled workflow's code may run to compensate before its task is ended: 30s, 5m (WARREN_CANCEL_GRACE).")
     var cancelGrace = ProcessInfo.processInfo.environment["WARREN_CANCEL_GRACE"] ?? "60s"
 
+    @Option(name: .customLong("schedule-tolerance"),
+            help: "How late a schedule's tick may start before it counts as missed (a `skip` schedule then starts nothing): 30s, 5m (WARREN_SCHEDULE_TOLERANCE).")
+    var scheduleTolerance = ProcessInfo.processInfo.environment["WARREN_SCHEDULE_TOLERANCE"] ?? "60s"
+
     func validate() throws {
-        for (flag, text) in [("--blocked-retry", blockedRetry), ("--cancel-grace", cancelGrace)] {
+        for (flag, text) in [("--blocked-retry", blockedRetry), ("--cancel-grace", cancelGrace), ("--schedule-tolerance", scheduleTolerance)] {
             guard let ms = Durations.milliseconds(in: text), ms >= 100 else {
                 throw ValidationError("\(flag) '\(text)' must be a duration of at least 100ms, such as 30s or 5m")
             }
@@ -194,6 +198,7 @@ struct OrchestratorOptions: ParsableArguments {
         config.maximumMessageBytes = maximumMessageBytes
         config.blockedRetry = try parseDuration(blockedRetry)
         config.cancelGrace = try parseDuration(cancelGrace)
+        config.scheduleTolerance = try parseDuration(scheduleTolerance)
         do {
             config.tokens = try AccessToken.parse(try Self.secrets("WARREN_TOKENS", file: tokensFile, what: "tokens file"))
             config.linkKeys = try LinkKey.parse(try Self.secrets("WARREN_LINK_KEYS", file: linkKeysFile, what: "link keys file"))

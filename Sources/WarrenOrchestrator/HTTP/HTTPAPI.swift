@@ -64,6 +64,8 @@ struct HTTPAPI: Sendable {
         ("POST", "/workflows/{id}/fail"), ("GET", "/tasks"), ("GET", "/outbox"), ("POST", "/outbox/retry"),
         ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/ui"),
         ("GET", "/approve/{id}"), ("POST", "/approve/{id}"),
+        ("POST", "/schedules"), ("GET", "/schedules"), ("GET", "/schedules/{id}"), ("DELETE", "/schedules/{id}"),
+        ("POST", "/schedules/{id}/pause"), ("POST", "/schedules/{id}/resume"),
     ]
 
     func router() -> Router<BasicRequestContext> {
@@ -82,6 +84,7 @@ struct HTTPAPI: Sendable {
             switch method {
             case "POST": router.post(pattern, use: respond)
             case "PATCH": router.patch(pattern, use: respond)
+            case "DELETE": router.delete(pattern, use: respond)
             default: router.get(pattern, use: respond)
             }
         }
@@ -98,7 +101,7 @@ struct HTTPAPI: Sendable {
         }
         if method != "GET" {
             let type = request.headers[.contentType]?.lowercased() ?? ""
-            let bodyless = path == "/outbox/retry" || path.hasPrefix("/workflows/{id}/")
+            let bodyless = path == "/outbox/retry" || path.hasPrefix("/workflows/{id}/") || path.hasPrefix("/schedules/{id}")
             guard type.hasPrefix("application/json") || (bodyless && type.isEmpty) else {
                 throw HTTPProblem(.unsupportedMediaType, "unsupportedMediaType", "send the body as JSON, with 'Content-Type: application/json'")
             }
@@ -114,6 +117,8 @@ struct HTTPAPI: Sendable {
         case ("POST", "/workflows"), ("GET", "/workflows/{id}"): try access.require(caller, [.workflows], for: "start or read workflows")
         case ("POST", "/workflows/{id}/cancel"): try access.require(caller, [.workflows], for: "cancel workflows")
         case ("POST", "/promises"): try access.require(caller, [.workflows], for: "create promises")
+        case (_, "/schedules"), (_, "/schedules/{id}"), (_, "/schedules/{id}/pause"), (_, "/schedules/{id}/resume"):
+            try access.require(caller, [.workflows], for: "create, read or change schedules")
         case ("GET", "/promises"), ("GET", "/promises/{id}"): try access.require(caller, [.workflows, .approve], for: "read promises")
         case ("PATCH", "/promises/{id}"): try access.require(caller, [.approve], for: "settle promises")
         case ("GET", "/ready"): break
@@ -137,6 +142,12 @@ struct HTTPAPI: Sendable {
         case ("POST", "/workflows/{id}/fail"):
             return try await decide(.failWorkflow(id: try Self.id(context), reason: try await reason(request) ?? "no reason given"))
         case ("GET", "/tasks"): return try await tasks(request)
+        case ("POST", "/schedules"): return try await createSchedule(request)
+        case ("GET", "/schedules"): return try await schedules(request)
+        case ("GET", "/schedules/{id}"): return try await schedule(try Self.id(context))
+        case ("DELETE", "/schedules/{id}"): return try await changeSchedule(.deleteSchedule(id: try Self.id(context)))
+        case ("POST", "/schedules/{id}/pause"): return try await changeSchedule(.pauseSchedule(id: try Self.id(context)))
+        case ("POST", "/schedules/{id}/resume"): return try await changeSchedule(.resumeSchedule(id: try Self.id(context)))
         case ("GET", "/outbox"): return try await setAside()
         case ("POST", "/outbox/retry"): return try await retrySetAside(request)
         case ("GET", "/health"): return Self.json(.ok, ["status": "ok"])

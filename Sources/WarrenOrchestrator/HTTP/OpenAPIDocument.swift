@@ -154,6 +154,73 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/schedules": {
+      "post": {
+        "operationId": "createSchedule",
+        "summary": "Create a schedule that starts a workflow at each tick of a cron expression; the same definition again is 200, another under its id 409",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleCreate"}}}},
+        "responses": {
+          "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "200": {"description": "The same schedule existed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"}
+        }
+      },
+      "get": {
+        "operationId": "listSchedules",
+        "summary": "Schedules, a page at a time, in id order",
+        "parameters": [
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+          {"name": "cursor", "in": "query", "schema": {"type": "string"}}
+        ],
+        "responses": {
+          "200": {"description": "A page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SchedulePage"}}}},
+          "400": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/schedules/{id}": {
+      "get": {
+        "operationId": "getSchedule",
+        "summary": "A schedule: its definition, next tick and last workflow",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "The schedule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      },
+      "delete": {
+        "operationId": "deleteSchedule",
+        "summary": "Delete a schedule; the workflows it started go on",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "The schedule as it was", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/schedules/{id}/pause": {
+      "post": {
+        "operationId": "pauseSchedule",
+        "summary": "Stop a schedule ticking; ticks while it is paused start nothing",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "The schedule after it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/schedules/{id}/resume": {
+      "post": {
+        "operationId": "resumeSchedule",
+        "summary": "Let a paused schedule tick again, from its next tick after now",
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "responses": {
+          "200": {"description": "The schedule after it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/outbox": {
       "get": {
         "operationId": "listSetAside",
@@ -248,6 +315,36 @@ enum OpenAPIDocument {
       "Error": {"description": "Refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     },
     "schemas": {
+      "ScheduleCreate": {
+        "type": "object",
+        "required": ["id", "cron", "function", "group"],
+        "properties": {
+          "id": {"type": "string", "description": "Letters, digits and -_:/@+=~ (no dot); its workflows are <id>:<tick, yyyyMMddTHHmmssZ>"},
+          "cron": {"type": "string", "description": "Five fields (minute hour day-of-month month day-of-week), six with seconds first, or @daily etc.", "example": "0 9 * * MON-FRI"},
+          "timeZone": {"type": "string", "description": "IANA time zone the expression reads in", "default": "UTC"},
+          "function": {"type": "string"},
+          "group": {"type": "string"},
+          "args": {"type": "array", "items": {}},
+          "timeout": {"type": "string", "description": "Each workflow's timeout from its start, a duration", "example": "24h"},
+          "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+          "missedTicks": {"type": "string", "enum": ["once", "skip"], "default": "once"}
+        }
+      },
+      "Schedule": {
+        "type": "object",
+        "properties": {
+          "id": {"type": "string"}, "cron": {"type": "string"}, "timeZone": {"type": "string"}, "function": {"type": "string"},
+          "group": {"type": "string"}, "args": {"type": "array", "items": {}}, "timeout": {"type": "integer", "format": "int64"},
+          "tags": {"type": "object", "additionalProperties": {"type": "string"}}, "missedTicks": {"type": "string", "enum": ["once", "skip"]},
+          "paused": {"type": "boolean"}, "nextTick": {"type": "integer", "format": "int64"}, "lastTick": {"type": "integer", "format": "int64"},
+          "lastWorkflow": {"type": "string"}, "lastError": {"type": "string"},
+          "createdOn": {"type": "integer", "format": "int64"}, "updatedOn": {"type": "integer", "format": "int64"}
+        }
+      },
+      "SchedulePage": {
+        "type": "object",
+        "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}, "cursor": {"type": "string"}}
+      },
       "Value": {
         "type": "object",
         "properties": {

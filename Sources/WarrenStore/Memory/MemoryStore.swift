@@ -76,4 +76,5 @@ struct MemoryState: Sendable {
     var outbox: [OutboxRow] = []
     var lastSequence: Int64 = 0
     var attempts: [String: Int] = [:]
+    var schedules: [String: ScheduleRecord] = [:]
 }

@@ -66,6 +66,36 @@ final class MemoryTransaction: StoreTransaction {
             .prefix(limit).map { $0 }
     }
 
+    func schedule(id: String) throws -> ScheduleRecord? { state.schedules[id] }
+
+    func schedules(limit: Int, cursor: String?) throws -> (schedules: [ScheduleRecord], cursor: String?) {
+        let after = state.schedules.values.filter { $0.id > (cursor ?? "") }.sorted { $0.id < $1.id }
+        let page = Array(after.prefix(limit))
+        return (page, after.count > limit ? page.last?.id : nil)
+    }
+
+    func createSchedule(_ schedule: ScheduleRecord, now: Int64) throws -> (schedule: ScheduleRecord, created: Bool) {
+        let result = try ScheduleRules.create(schedule, existing: state.schedules[schedule.id])
+        if result.created { try saveSchedule(schedule, creating: true) }
+        return result
+    }
+
+    func saveSchedule(_ schedule: ScheduleRecord) throws { try saveSchedule(schedule, creating: false) }
+
+    private func saveSchedule(_ schedule: ScheduleRecord, creating: Bool) throws {
+        let old = state.schedules[schedule.id]
+        if old == nil, !creating { throw ScheduleRules.notFound(schedule.id) }
+        if let due = old?.nextTick { state.timers.remove(MemoryState.Timer(due: due, id: schedule.id, kind: TimerKind.scheduleTick.rawValue)) }
+        state.schedules[schedule.id] = schedule
+        if !schedule.paused, let due = schedule.nextTick { addTimer(due: due, id: schedule.id, kind: .scheduleTick) }
+    }
+
+    func deleteSchedule(id: String) throws -> ScheduleRecord? {
+        guard let old = state.schedules.removeValue(forKey: id) else { return nil }
+        if let due = old.nextTick { state.timers.remove(MemoryState.Timer(due: due, id: id, kind: TimerKind.scheduleTick.rawValue)) }
+        return old
+    }
+
     /// SQLite's `GLOB` for the patterns a search allows: ids have no `?` or `[`, so only `*` is special.
     static func glob(_ pattern: String, matches id: String) -> Bool {
         let parts = pattern.split(separator: "*", omittingEmptySubsequences: false)
@@ -289,6 +319,8 @@ final class MemoryTransaction: StoreTransaction {
                 if let row = state.tasks[timer.id], TaskRules.leaseLapsed(row.task, until: row.leaseUntil, now: now) {
                     fired.append(.leaseExpired(handOut(row.task, now: now)))
                 }
+            case .scheduleTick?:
+                if let s = ScheduleRules.ticks(state.schedules[timer.id], due: timer.due) { fired.append(.scheduleTick(s)) }
             case nil:
                 continue
             }

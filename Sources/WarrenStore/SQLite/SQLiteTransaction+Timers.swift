@@ -35,6 +35,8 @@ extension SQLiteTransaction {
                    TaskRules.leaseLapsed(t, until: try Int64.fetchOne(db.cachedStatement(sql: "SELECT lease_until FROM tasks WHERE id = ?"), arguments: [id]), now: now) {
                     fired.append(.leaseExpired(try handOut(t, now: now)))
                 }
+            case .scheduleTick?:
+                if let s = ScheduleRules.ticks(try schedule(id: id), due: at) { fired.append(.scheduleTick(s)) }
             case nil:
                 continue  // a kind a newer Warren wrote: left for it
             }

@@ -96,6 +96,21 @@ enum Schema {
             // Long-lived workflows: why a task is blocked (state 4), for the operator.
             try db.execute(sql: "ALTER TABLE tasks ADD COLUMN blocked TEXT")
         }
+        m.registerMigration("v5") { db in
+            // Schedules: the definition as JSON (cron, time zone, function, group, args, timeout,
+            // tags, missed-tick policy), where the schedule stands in columns. Its next tick is a
+            // kind-4 timer whose id is the schedule's.
+            try db.execute(sql: """
+                CREATE TABLE schedules (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    definition TEXT NOT NULL,
+                    paused INTEGER NOT NULL DEFAULT 0,
+                    next_tick INTEGER, last_tick INTEGER,
+                    last_workflow TEXT, last_error TEXT,
+                    created_on INTEGER NOT NULL, updated_on INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 }
