@@ -177,7 +177,8 @@ struct HTTPAPITests {
         _ = try await http("POST", base + "/promises", #"{"id": "doc-1", "timeout": 4102444800000}"#)
         let bodies = ["POST /promises": #"{"id": "doc-2", "timeout": 4102444800000}"#,
                       "PATCH /promises/{id}": #"{"state": "RESOLVED"}"#,
-                      "POST /workflows": #"{"id": "doc-wf", "function": "f", "group": "g"}"#]
+                      "POST /workflows": #"{"id": "doc-wf", "function": "f", "group": "g"}"#,
+                      "POST /schedules": #"{"id": "doc-1", "cron": "@daily", "function": "f", "group": "g"}"#]
         for operation in documented.sorted() {
             let parts = operation.split(separator: " ", maxSplits: 1).map(String.init)
             let (method, path) = (parts[0], parts[1])

@@ -21,6 +21,25 @@ struct TestKitTests {
         #expect(try env.result(of: "w-1", as: Double.self) == 7 * 86_400, "ctx.now() follows the virtual clock")
     }
 
+    @Test func aScheduleStartsAWorkflowAtEachTickTheVirtualClockPasses() async throws {
+        // Monday 2027-01-04 at midnight UTC.
+        let env = WarrenTestEnvironment(startingAt: Date(timeIntervalSince1970: 1_799_020_800))
+        env.register("daily-report") { (ctx: Context, region: String) async throws -> String in
+            let day = try await ctx.now()
+            try await ctx.sleep(for: .seconds(3600))  // the report takes an hour
+            return "report \(region) \(Int(day.timeIntervalSince1970))"
+        }
+        let created = try env.schedule("daily", cron: "0 9 * * MON-FRI", timeZone: "Europe/Paris", "daily-report", "eu")
+        #expect(created.nextTick == Int64(1_799_049_600_000), "nine in Paris is eight UTC in winter")
+        try await env.advance(by: .seconds(7 * 86_400))
+        let ids = (0..<7).map { day in ScheduleRecord.workflowID(schedule: "daily", tick: 1_799_020_800_000 + Int64(day) * 86_400_000 + 8 * 3_600_000) }
+        let ran = try ids.filter { try env.promise($0)?.state == .resolved }
+        #expect(ran == Array(ids.prefix(5)), "Monday to Friday, not the weekend")
+        #expect(try env.promise(ids[5]) == nil && env.promise(ids[6]) == nil)
+        #expect(try env.result(of: ids[0], as: String.self) == "report eu \(1_799_020_800 + 8 * 3600)")
+        #expect(try env.schedule("daily")?.lastWorkflow == ids[4])
+    }
+
     @Test func aFailingStepIsRetriedOnVirtualBackOffs() async throws {
         let env = WarrenTestEnvironment()
         let attempts = Mutex(0)
