@@ -236,6 +236,47 @@ struct ProductTests {
         _ = await orchestrator.kill(SIGTERM)
     }
 
+    @Test func theApprovalPageShowsAnOperatorBlockedAndWaitingTasksAndRetriesOrFailsThemInARealBrowser() async throws {
+        let browser = packageRoot.path + "/.build/ui-venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: browser) else {
+            throw TestFailure("no browser driver: Scripts/test.sh installs chromium, chromium-driver and selenium (in .build/ui-venv)")
+        }
+        try await withWorkflows(orchestratorArguments: ["--blocked-retry", "10m"], workerEnvironment: ["WARREN_VERSIONS": "1"]) { orchestrator, v1, _ in
+            let base = orchestrator.httpURL
+            let fixed = WorkerProcess(prefix: orchestrator.prefix, n: 2)
+            defer { fixed.remove() }
+            @Sendable func task(_ id: String) async throws -> [String: Any] {
+                try await http("GET", base + "/workflows/" + id).json["task"] as? [String: Any] ?? [:]
+            }
+            func waitFor(_ id: String, _ state: String) async throws {
+                try await within(.seconds(30), "task \(id) to be \(state)") {
+                    while try await task(id)["state"] as? String != state { try await Task.sleep(for: .milliseconds(20)) }
+                }
+            }
+            // Two workflows of a function no worker has: blocked. One started under code version 1,
+            // whose v1 workers are then gone: once resumed, it waits for a worker that serves v1.
+            for id in ["op-1", "op-2"] {
+                #expect(try await http("POST", base + "/workflows", #"{"id": "\#(id)", "function": "later-workflow", "args": ["\#(id)"], "group": "workers"}"#).status == 201)
+            }
+            #expect(try await http("POST", base + "/workflows", #"{"id": "vw-1", "function": "versioned-workflow", "args": ["vw-1"], "group": "workers"}"#).status == 201)
+            for id in ["op-1", "op-2"] { try await waitFor(id, "blocked") }
+            try await waitFor("vw-1", "suspended")
+            await v1.kill(SIGKILL)
+            try fixed.start(url: orchestrator.url, prefix: orchestrator.prefix, environment: ["WARREN_CODE": "fixed", "WARREN_VERSIONS": "2"])
+            #expect(try await http("PATCH", base + "/promises/vw-1.2", #"{"state": "RESOLVED", "value": {"data": "\#(b64(#""approved""#))"}}"#).status == 200)
+            try await waitFor("vw-1", "pending")
+
+            let r = try await run(browser, [packageRoot.path + "/Tests/ui/operator_view.py", base + "/ui?waitingAfter=1", "op-1", "op-2", "vw-1",
+                                            "for a worker that serves versioned-workflow v1"])
+            #expect(r.status == 0, "\(r.output)")
+            let failed = try await settledWorkflow("op-1", at: base)
+            #expect(failed.json["state"] as? String == "REJECTED" && "\(failed.json["error"] ?? "")".contains("not ours to run"), "\(failed.text)")
+            let retried = try await settledWorkflow("op-2", at: base)
+            #expect(retried.json["result"] as? String == "later op-2 under fixed", "\(retried.text)")
+            #expect(try await task("vw-1")["state"] as? String == "pending", "nothing serves v1: it waits, it is not failed")
+        }
+    }
+
     @Test func theREADMEsPythonExampleResolvesAPromiseWithPika() async throws {
         let python = packageRoot.path + "/.build/ui-venv/bin/python"
         guard FileManager.default.isExecutableFile(atPath: python) else {

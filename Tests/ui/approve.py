@@ -30,6 +30,8 @@ try:
     WebDriverWait(driver, 20).until(lambda d: ("Approved " + promise_id) in d.find_element(By.ID, "status").text)
     # The decision is listed among the recent outcomes.
     WebDriverWait(driver, 20).until(lambda d: promise_id in d.find_element(By.ID, "recent").text)
+    # An approver is not an operator: the page shows no operator section.
+    assert not driver.find_element(By.ID, "operator-section").is_displayed()
     print("approved", promise_id, "in", driver.capabilities.get("browserName"), driver.capabilities.get("browserVersion"))
 finally:
     driver.quit()

@@ -5,6 +5,12 @@ import HTTPTypes
 /// resolves with `"approved"`, Reject rejects with `"rejected"`, the optional comment travels in
 /// the value's `comment` header. When the API needs a token, the page asks for one (an `approve`
 /// token) and keeps it for the browser tab only (`sessionStorage`).
+///
+/// For an operator (a caller that may read `/tasks`: an `admin` token, or an open API) the page
+/// also lists what needs one: blocked tasks, with their reason and Retry and Fail buttons
+/// (`POST /workflows/{root}/retry|fail`), and tasks that have waited more than 30 seconds
+/// (`/ui?waitingAfter=SECONDS`) for a worker (a code version no running worker serves, a group with no workers). Other callers do
+/// not see that section.
 enum ApprovalPage {
     /// The page's headers: no framing, no sniffing, no caching, and a policy that lets it talk to
     /// its own origin only.
@@ -38,6 +44,8 @@ enum ApprovalPage {
   button { padding: .55rem 1.1rem; border: 0; border-radius: .4rem; font-size: 1rem; cursor: pointer; }
   button.approve { background: #1f8a4c; color: #fff; }
   button.reject { background: #c0392b; color: #fff; }
+  button.retry { background: #2d5fa8; color: #fff; }
+  .reason { font-family: ui-monospace, monospace; font-size: .85rem; white-space: pre-wrap; word-break: break-word; color: #7a2e22; }
   button:disabled { opacity: .5; cursor: default; }
   .outcome { font-size: .95rem; }
   .RESOLVED { color: #1f8a4c; } .REJECTED, .REJECTED_CANCELED, .REJECTED_TIMEDOUT { color: #c0392b; }
@@ -53,8 +61,14 @@ enum ApprovalPage {
 <div id="pending"><p class="empty">Loading…</p></div>
 <h2>Recent outcomes</h2>
 <div id="recent"></div>
+<section id="operator-section" hidden>
+<h2>Needs an operator</h2>
+<div id="operator"></div>
+</section>
 <script>
 "use strict";
+// A pending task counts as waiting for a worker after this long (?waitingAfter=SECONDS; 30 s).
+const waitingAfter = 1000 * Number(new URLSearchParams(location.search).get("waitingAfter") || 30);
 const fmt = (ms) => ms ? new Date(ms).toLocaleString() : "";
 const text = (s) => { const d = document.createElement("span"); d.textContent = s; return d.innerHTML; };
 function decode(value) {
@@ -87,6 +101,69 @@ async function decide(id, approve, comment, buttons) {
     ? (approve ? "Approved " : "Rejected ") + id
     : "Could not settle " + id + ": " + (body.error ? body.error.message : r.status);
   await refresh();
+}
+async function operatorDecision(root, action, reason, buttons) {
+  buttons.forEach(b => b.disabled = true);
+  const r = await fetch("/workflows/" + encodeURIComponent(root) + "/" + action, {
+    method: "POST",
+    headers: Object.assign({ "content-type": "application/json" }, auth()),
+    body: JSON.stringify(action === "fail" ? { reason: reason || "failed from the approval page" } : {})
+  });
+  const body = await r.json();
+  document.getElementById("status").textContent = r.ok
+    ? (action === "retry" ? "Retried " : "Failed ") + root
+    : "Could not " + action + " " + root + ": " + (body.error ? body.error.message : r.status);
+  await refresh();
+}
+function blockedCard(t) {
+  const root = t.id.split(".")[0];
+  const div = document.createElement("div");
+  div.className = "card";
+  div.dataset.task = t.id;
+  div.innerHTML =
+    '<div class="what">Blocked: task ' + text(t.id) + '</div>' +
+    '<div class="meta">workflow <b>' + text(root) + '</b> · group ' + text(t.group) +
+    (t.code ? ' · code ' + text(t.code.function + " v" + t.code.version) : '') + ' · since ' + text(fmt(t.updatedOn)) + '</div>' +
+    '<div class="reason">' + text(t.blocked || "") + '</div>' +
+    '<div class="row" style="margin-top:.6rem"><input type="text" placeholder="Why fail it (optional)" aria-label="reason">' +
+    '<button class="retry">Retry</button><button class="reject">Fail</button></div>';
+  const input = div.querySelector("input");
+  const buttons = [div.querySelector(".retry"), div.querySelector(".reject")];
+  buttons[0].onclick = () => operatorDecision(root, "retry", "", buttons);
+  buttons[1].onclick = () => operatorDecision(root, "fail", input.value.trim(), buttons);
+  return div;
+}
+function waitingCard(t) {
+  const div = document.createElement("div");
+  div.className = "card";
+  div.dataset.task = t.id;
+  div.innerHTML =
+    '<div class="what">Waiting for a worker: task ' + text(t.id) + '</div>' +
+    '<div class="meta">' + (t.code
+      ? 'in ' + text(t.code.queue) + ', for a worker that serves ' + text(t.code.function + " v" + t.code.version)
+      : 'for a worker of group ' + text(t.group)) + ' · since ' + text(fmt(t.updatedOn)) + '</div>';
+  return div;
+}
+async function tasks(state, limit) {
+  const r = await fetch("/tasks?state=" + state + "&limit=" + limit, { headers: auth() });
+  if (r.status === 401 || r.status === 403) return null;  // not an operator: no such section
+  if (!r.ok) throw new Error("listing tasks failed: " + r.status);
+  return (await r.json()).tasks;
+}
+async function operator() {
+  const blocked = await tasks("blocked", 100);
+  const section = document.getElementById("operator-section");
+  if (blocked === null) { section.hidden = true; return; }
+  const now = Date.now();
+  const waiting = ((await tasks("pending", 1000)) || []).filter(t => now - t.updatedOn > waitingAfter);
+  const box = document.getElementById("operator");
+  const ids = blocked.map(t => t.id + ":" + t.version).concat(waiting.map(t => t.id)).join(" ");
+  if (box.dataset.ids !== ids) {
+    box.dataset.ids = ids;
+    box.replaceChildren(...blocked.map(blockedCard), ...waiting.map(waitingCard));
+    if (!blocked.length && !waiting.length) box.innerHTML = '<p class="empty">Nothing is blocked; no task waits for a worker.</p>';
+  }
+  section.hidden = false;
 }
 function card(p) {
   const tags = p.tags || {};
@@ -122,6 +199,7 @@ async function refresh() {
       '<div class="card outcome"><span class="' + p.state + '">' + text(p.state) + '</span> · ' + text(p.id) +
       ' ' + text(decode(p.value)) + (p.value.headers && p.value.headers.comment ? ' · “' + text(p.value.headers.comment) + '”' : '') +
       ' · ' + text(fmt(p.completedOn)) + '</div>').join("") || '<p class="empty">None yet.</p>';
+    await operator();
   } catch (e) {
     document.getElementById("status").textContent = String(e);
   }
