@@ -10,7 +10,7 @@ struct PromiseStoreTests {
         defer { temp.remove() }
         #expect(try temp.sqlite.pragma("journal_mode") == "wal")
         #expect(try temp.sqlite.pragma("synchronous") == "2")  // FULL
-        #expect(try temp.sqlite.appliedMigrations() == ["v1", "v2", "v3", "v4"])
+        #expect(try temp.sqlite.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5"])
         // Reopening an up-to-date file changes nothing.
         _ = try temp.store.create("kept")
         let again = try SQLiteStore(path: temp.path)
