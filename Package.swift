@@ -107,6 +107,7 @@ let package = Package(
             name: "WarrenOrchestrator",
             dependencies: [
                 "AMQP", "WarrenStore", "WarrenStorePostgres", "WarrenKernel", "WarrenContract", "WarrenLinks", "WarrenAMQP",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

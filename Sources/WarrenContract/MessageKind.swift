@@ -65,4 +65,8 @@ public enum ContractHeader {
     public static let error = "x-warren-error"
     /// The broker user that sent a dead-lettered message.
     public static let sender = "x-warren-sender"
+    /// The exchange a dead-lettered message was published to (`warren dead replay` sends it there again).
+    public static let exchange = "x-warren-exchange"
+    /// When it was dead-lettered (epoch milliseconds).
+    public static let deadOn = "x-warren-dead-on"
 }

@@ -23,6 +23,8 @@ enum Outbound {
         // The sender's user_id cannot travel as the property (the broker takes only the
         // orchestrator's own there): it is kept for the operator in a header.
         if let user = d.properties.userID, !user.isEmpty { headers[senderHeader] = user }
+        headers[ContractHeader.exchange] = d.exchange
+        headers[ContractHeader.deadOn] = "\(Orchestrator.nowMillis())"
         return OutboxMessage(exchange: config.deadLetterExchange, routingKey: d.routingKey,
                              kind: d.properties.type ?? d.routingKey, headers: headers, body: d.body)
     }

@@ -28,7 +28,7 @@ struct WarrenCommand: AsyncParsableCommand {
             77 the server wants a token (WARREN_TOKEN) or refused it.
             """,
         version: WarrenVersion.current,
-        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, WorkflowsCommand.self, SchedulesCommand.self, Tree.self, TasksCommand.self, OutboxCommand.self, TopologyCommand.self,
+        subcommands: [Serve.self, Dev.self, PromisesCommand.self, Invoke.self, WorkflowsCommand.self, SchedulesCommand.self, Tree.self, TasksCommand.self, OutboxCommand.self, DeadCommand.self, TopologyCommand.self,
                       Backup.self, Migrate.self]
     )
 }

@@ -1,3 +1,4 @@
+import AMQP
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -66,6 +67,7 @@ struct HTTPAPI: Sendable {
         ("GET", "/approve/{id}"), ("POST", "/approve/{id}"),
         ("POST", "/schedules"), ("GET", "/schedules"), ("GET", "/schedules/{id}"), ("DELETE", "/schedules/{id}"),
         ("POST", "/schedules/{id}/pause"), ("POST", "/schedules/{id}/resume"),
+        ("GET", "/dead"), ("POST", "/dead/replay"), ("POST", "/dead/purge"),
     ]
 
     func router() -> Router<BasicRequestContext> {
@@ -101,7 +103,7 @@ struct HTTPAPI: Sendable {
         }
         if method != "GET" {
             let type = request.headers[.contentType]?.lowercased() ?? ""
-            let bodyless = path == "/outbox/retry" || path.hasPrefix("/workflows/{id}/") || path.hasPrefix("/schedules/{id}")
+            let bodyless = path == "/outbox/retry" || path.hasPrefix("/workflows/{id}/") || path.hasPrefix("/schedules/{id}") || path.hasPrefix("/dead/")
             guard type.hasPrefix("application/json") || (bodyless && type.isEmpty) else {
                 throw HTTPProblem(.unsupportedMediaType, "unsupportedMediaType", "send the body as JSON, with 'Content-Type: application/json'")
             }
@@ -149,6 +151,9 @@ struct HTTPAPI: Sendable {
         case ("POST", "/schedules/{id}/pause"): return try await changeSchedule(.pauseSchedule(id: try Self.id(context)))
         case ("POST", "/schedules/{id}/resume"): return try await changeSchedule(.resumeSchedule(id: try Self.id(context)))
         case ("GET", "/outbox"): return try await setAside()
+        case ("GET", "/dead"): return try await deadLetters(.list, request)
+        case ("POST", "/dead/replay"): return try await deadLetters(.replay, request)
+        case ("POST", "/dead/purge"): return try await deadLetters(.purge, request)
         case ("POST", "/outbox/retry"): return try await retrySetAside(request)
         case ("GET", "/health"): return Self.json(.ok, ["status": "ok"])
         case ("GET", "/ready"):
@@ -460,6 +465,33 @@ extension HTTPAPI {
             Item(seq: $0.message.sequence, exchange: $0.message.exchange, routingKey: $0.message.routingKey, kind: $0.message.kind,
                  bytes: $0.message.body.count, reason: $0.reason, failedOn: $0.failedOn)
         }))
+    }
+
+    /// `GET /dead?select=&limit=` lists what `<prefix>.dead` holds (and leaves it there); `POST
+    /// /dead/replay?select=…` sends the selected messages again to where they were going, `POST
+    /// /dead/purge?select=…` drops them. A replay or purge needs a selector (`all` for all).
+    func deadLetters(_ action: DeadLetters.Action, _ request: Request) async throws -> Response {
+        var selector: DeadLetters.Selector? = action == .list ? .all : nil
+        var limit = 1000
+        for (key, value) in request.uri.queryParameters {
+            switch key {
+            case "select": selector = try DeadLetters.Selector(String(value))
+            case "limit":
+                guard let n = Int(value), (1...DeadLetters.maximumLimit).contains(n) else {
+                    throw HTTPProblem(.badRequest, "invalidArgument", "limit must be a number from 1 to \(DeadLetters.maximumLimit)")
+                }
+                limit = n
+            default: throw HTTPProblem(.badRequest, "invalidArgument", "unknown query parameter '\(key)'; use select, limit")
+            }
+        }
+        guard let selector else {
+            throw HTTPProblem(.badRequest, "invalidArgument", "say which messages: select=all, id:<hex>, key:<routing key> or reason:<text>")
+        }
+        do {
+            return Self.json(.ok, try await DeadLetters(config: config, logger: logger).perform(action, selector: selector, limit: limit))
+        } catch let e as AMQPError {
+            throw HTTPProblem(.serviceUnavailable, "unavailable", "the broker: \(e)")
+        }
     }
 
     /// `POST /outbox/retry[?seq=N]`: puts messages set aside back in the outbox.

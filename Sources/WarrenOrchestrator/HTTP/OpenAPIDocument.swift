@@ -221,6 +221,51 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/dead": {
+      "get": {
+        "operationId": "listDeadLetters",
+        "summary": "What the dead-letter queue holds, with each message's reason, routing key, age and a preview; left in the queue (admin)",
+        "parameters": [
+          {"name": "select", "in": "query", "schema": {"type": "string", "default": "all"}, "description": "all, id:<hex>, key:<routing key glob>, reason:<text>"},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}
+        ],
+        "responses": {
+          "200": {"description": "The messages looked at", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetters"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/dead/replay": {
+      "post": {
+        "operationId": "replayDeadLetters",
+        "summary": "Send the selected dead letters again to the exchange and routing key they were published with, after a fix (admin)",
+        "parameters": [
+          {"name": "select", "in": "query", "required": true, "schema": {"type": "string"}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}
+        ],
+        "responses": {
+          "200": {"description": "What was replayed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetters"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/dead/purge": {
+      "post": {
+        "operationId": "purgeDeadLetters",
+        "summary": "Drop the selected dead letters (admin)",
+        "parameters": [
+          {"name": "select", "in": "query", "required": true, "schema": {"type": "string"}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}
+        ],
+        "responses": {
+          "200": {"description": "What was dropped", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadLetters"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/outbox": {
       "get": {
         "operationId": "listSetAside",
@@ -315,6 +360,18 @@ enum OpenAPIDocument {
       "Error": {"description": "Refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     },
     "schemas": {
+      "DeadLetters": {
+        "type": "object",
+        "properties": {
+          "total": {"type": "integer", "description": "Messages in the queue when the call began"},
+          "examined": {"type": "integer", "description": "How many of them (from its head) were looked at"},
+          "replayed": {"type": "integer"}, "purged": {"type": "integer"},
+          "letters": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "exchange": {"type": "string"}, "routingKey": {"type": "string"}, "kind": {"type": "string"},
+            "reason": {"type": "string"}, "sender": {"type": "string"}, "deadOn": {"type": "integer", "format": "int64"},
+            "bytes": {"type": "integer"}, "preview": {"type": "string"}}}}
+        }
+      },
       "ScheduleCreate": {
         "type": "object",
         "required": ["id", "cron", "function", "group"],
