@@ -34,7 +34,7 @@ struct WarrenCommand: AsyncParsableCommand {
 }
 
 enum WarrenVersion {
-    static let current = "0.2.0"
+    static let current = "0.3.0"
 }
 
 /// The options `serve` and `dev` share.
