@@ -98,8 +98,14 @@ extension Command {
                 default: throw ContractError(reason: "the state '\(state.prefix(30))' must be pending, resolved or rejected")
                 }
             }
-            return .searchPromises(PromiseSearch(id: id, states: states, tags: try tags(fields), limit: try limit(fields),
-                                                 cursor: try string(fields, "cursor")))
+            let search = PromiseSearch(id: id, states: states, tags: try tags(fields), limit: try limit(fields))
+            guard let cursor = try string(fields, "cursor") else { return .searchPromises(search) }
+            // A cursor carries its search (``PromiseSearch/cursor(after:)``): its next page.
+            do {
+                return .searchPromises(try search.continuing(cursor))
+            } catch {
+                throw ContractError(reason: error.message)
+            }
         case .claimTask:
             return .claimTask(id: id, version: try version(fields), worker: try string(fields, "worker", required: true)!,
                               redelivered: try bool(fields, "redelivered"))

@@ -14,6 +14,7 @@ extension Kernel {
     /// `promise.search`: a page of promises, in a reply.
     func searchPromises(_ search: PromiseSearch, from caller: Caller, tx: any StoreTransaction, now: Int64) throws -> Effects {
         let replyTo = try caller.requireReplyTo()
-        return Effects(messages: [messages.searchReply(to: replyTo, correlationID: caller.correlationID, page: try tx.search(search, now: now))])
+        return Effects(messages: [messages.searchReply(to: replyTo, correlationID: caller.correlationID,
+                                                       page: search.publicPage(try tx.search(search, now: now)))])
     }
 }

@@ -101,6 +101,20 @@ struct HTTPAPITests {
             cursor = page.json["cursor"] as? String
         } while cursor != nil
         #expect(seen == (0..<5).map { "page-\($0)" })
+        // A cursor carries its search: a client that follows only the cursor gets the same search's
+        // next pages (not every promise after that id: `pagex` sorts after `page-*` and is not tagged).
+        _ = try await http("POST", base + "/promises", #"{"id": "pagex", "timeout": \#(far)}"#)
+        seen = []
+        cursor = nil
+        repeat {
+            let page = try await http("GET", base + "/promises?" + (cursor.map { "cursor=\($0)" } ?? "id=page-*&state=pending&tags%5Bbatch%5D=p&limit=2"))
+            #expect(page.status == 200, "\(page.text)")
+            seen += (page.json["promises"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            cursor = page.json["cursor"] as? String
+            #expect(cursor.map { $0.hasPrefix("q!") } ?? true)
+        } while cursor != nil
+        #expect(seen == (0..<5).map { "page-\($0)" })
+        #expect(try await http("GET", base + "/promises?cursor=q!bm90LWEtY3Vyc29y").status == 400)
         #expect(try await http("GET", base + "/promises?state=resolved&id=order-*").json["promises"].map { ($0 as! [Any]).count } == 1)
         #expect(try await http("GET", base + "/promises?state=sideways").status == 400)
         #expect(try await http("GET", base + "/promises?colour=red").status == 400)

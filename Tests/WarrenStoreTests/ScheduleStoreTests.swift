@@ -78,3 +78,20 @@ struct ScheduleStoreTests {
         #expect(ids == ["a", "b", "c", "d", "e"])
     }
 }
+
+@Suite("Search cursors")
+struct SearchCursorTests {
+    @Test func aCursorCarriesItsSearchAndAPlainIDStillContinuesTheGivenOne() throws {
+        let search = PromiseSearch(id: "hitl-*", states: [.rejected, .rejectedTimedout], tags: ["human": "true"], limit: 7)
+        let cursor = search.cursor(after: "hitl-042.1")
+        #expect(cursor.hasPrefix("q!") && !cursor.contains("="))
+        var expected = search
+        expected.cursor = "hitl-042.1"
+        #expect(try PromiseSearch().continuing(cursor) == expected)
+        #expect(try search.continuing("hitl-040") == PromiseSearch(id: "hitl-*", states: [.rejected, .rejectedTimedout], tags: ["human": "true"],
+                                                                    limit: 7, cursor: "hitl-040"))
+        for bad in ["q!", "q!!!", "q!bm90LWEtY3Vyc29y", "q!" + String(repeating: "A", count: 9000)] {
+            #expect(throws: StoreError.self) { try PromiseSearch().continuing(bad) }
+        }
+    }
+}

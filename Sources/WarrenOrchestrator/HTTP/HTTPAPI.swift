@@ -322,8 +322,13 @@ struct HTTPAPI: Sendable {
                 search.tags[String(key.dropFirst(5).dropLast())] = value
             }
         }
+        // A cursor carries its search: the next page of that search, whatever else was sent.
+        if let cursor = search.cursor {
+            search.cursor = nil
+            search = try search.continuing(cursor)
+        }
         let s = search
-        let page = try await store.read { tx in try tx.search(s, now: Self.now()) }
+        let page = s.publicPage(try await store.read { tx in try tx.search(s, now: Self.now()) })
         struct Page: Encodable { var promises: [HTTPPromise]; var cursor: String? }
         // An approve-only token sees the promises made for the outside world, not the machinery.
         let visible = publicOnly ? page.promises.filter { !PromiseRules.isInternal($0) } : page.promises
