@@ -137,7 +137,11 @@ struct OrchestratorOptions: ParsableArguments {
             help: "How late a schedule's tick may start before it counts as missed (a `skip` schedule then starts nothing): 30s, 5m (WARREN_SCHEDULE_TOLERANCE).")
     var scheduleTolerance = ProcessInfo.processInfo.environment["WARREN_SCHEDULE_TOLERANCE"] ?? "60s"
 
+    @Option(name: .customLong("log-format"), help: "text, or json: one JSON object per line, for log shippers (WARREN_LOG_FORMAT).")
+    var logFormat = ProcessInfo.processInfo.environment["WARREN_LOG_FORMAT"] ?? "text"
+
     func validate() throws {
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json, not '\(logFormat)'") }
         for (flag, text) in [("--blocked-retry", blockedRetry), ("--cancel-grace", cancelGrace), ("--schedule-tolerance", scheduleTolerance)] {
             guard let ms = Durations.milliseconds(in: text), ms >= 100 else {
                 throw ValidationError("\(flag) '\(text)' must be a duration of at least 100ms, such as 30s or 5m")
@@ -166,11 +170,8 @@ struct OrchestratorOptions: ParsableArguments {
     }
 
     func run(database: String, logLevel: Logger.Level) async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        let format = LogFormat(rawValue: logFormat) ?? .text
+        LoggingSystem.bootstrap { label in format.handler(label: label, level: logLevel) }
         var url = try amqpURL
         if let amqpURLFile {
             guard let text = try? String(contentsOfFile: amqpURLFile, encoding: .utf8) else {
