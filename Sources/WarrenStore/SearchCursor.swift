@@ -31,7 +31,8 @@ extension PromiseSearch {
         guard b64.utf8.count <= 8192 else { throw bad }
         while b64.utf8.count % 4 != 0 { b64 += "=" }
         guard let data = Data(base64Encoded: b64), let f = (try? JSONValue.parse(Array(data)))?.objectValue,
-              let id = f["id"]?.stringValue, case .int(let limit)? = f["limit"], let after = f["after"]?.stringValue
+              let id = f["id"]?.stringValue, case .int(let limit)? = f["limit"], let after = f["after"]?.stringValue,
+              (1...Int64(PromiseSearch.maximumLimit)).contains(limit)
         else { throw bad }
         var states: Set<PromiseState>? = nil
         if case .array(let names)? = f["states"] {

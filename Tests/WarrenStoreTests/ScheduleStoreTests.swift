@@ -90,7 +90,9 @@ struct SearchCursorTests {
         #expect(try PromiseSearch().continuing(cursor) == expected)
         #expect(try search.continuing("hitl-040") == PromiseSearch(id: "hitl-*", states: [.rejected, .rejectedTimedout], tags: ["human": "true"],
                                                                     limit: 7, cursor: "hitl-040"))
-        for bad in ["q!", "q!!!", "q!bm90LWEtY3Vyc29y", "q!" + String(repeating: "A", count: 9000)] {
+        // A forged cursor cannot ask for more than a page's limit.
+        let forged = "q!" + Data(#"{"id":"*","limit":100000000,"after":"a"}"#.utf8).base64EncodedString()
+        for bad in ["q!", "q!!!", "q!bm90LWEtY3Vyc29y", "q!" + String(repeating: "A", count: 9000), forged] {
             #expect(throws: StoreError.self) { try PromiseSearch().continuing(bad) }
         }
     }
